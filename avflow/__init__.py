@@ -1,0 +1,38 @@
+"""avflow: plugin-based audio-visual media processing graphs.
+
+The public API, for embedding:
+
+.. code-block:: python
+
+    import avflow
+
+    result = avflow.run("graphs/transcode.yaml", {"video": "talk.mp4"}, output_dir="out/")
+    print(result.outputs["video"].path)
+
+and for writing plugins: :class:`Node`, :class:`Port`, :func:`param`, :data:`hookimpl` and the
+payload classes in :mod:`avflow.payloads`.
+"""
+
+from .errors import (AvflowError, Cancelled, GraphValidationError, InputError, Issue, ModelError,
+                     NodeError, PluginError)
+from .graph.load import load_graph
+from .graph.spec import GraphSpec
+from .graph.validate import Plan, validate
+from .hookspecs import hookimpl, hookspec
+from .node import Batch, BatchSpec, ModelFile, ModelScaffold, Node, NodeContext, NoConfig, Port, param
+from .payloads import (AudioChunk, Box, FaceCrop, FaceDetections, FaceTrack, File, MediaInfo, Payload,
+                       Record, Score, Tensor, TrackedFaces, VideoFrame)
+from .plugins import get_plugin_manager
+from .registry import Registry
+from .runtime.runner import ProgressEvent, RunResult, Runner, run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioChunk", "AvflowError", "Batch", "BatchSpec", "Box", "Cancelled", "FaceCrop", "FaceDetections",
+    "FaceTrack", "File", "GraphSpec", "GraphValidationError", "InputError", "Issue", "MediaInfo",
+    "ModelError", "ModelFile", "ModelScaffold", "Node", "NodeContext", "NodeError", "NoConfig", "Payload", "Plan",
+    "PluginError", "Port", "ProgressEvent", "Record", "Registry", "RunResult", "Runner", "Score",
+    "Tensor", "TrackedFaces", "VideoFrame", "get_plugin_manager", "hookimpl", "hookspec",
+    "load_graph", "param", "run", "validate",
+]

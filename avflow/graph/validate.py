@@ -1,0 +1,411 @@
+"""Validation: the first phase of every run. Nothing is opened or loaded here.
+
+Resolves node types, builds every node's config (unknown, missing and mistyped params), wires
+ports (unknown ports, type mismatches, inputs fed twice, unconnected required inputs), checks
+the graph's outputs and sorts the nodes topologically (naming the nodes of any cycle). Every
+problem is collected and raised once as :class:`GraphValidationError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from ..errors import GraphValidationError, Issue
+from ..node import Node
+from ..registry import Registry
+from .spec import GraphSpec, NodeSpec, PortRef
+from .types import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
+                    field_required, type_name, types_compatible)
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Unbound:
+    """Marks a value that depends on a required graph param not given yet (validate only)."""
+
+    def __init__(self, param: str):
+        self.param = param
+
+    def __repr__(self) -> str:
+        return f"<unbound ${{{self.param}}}>"
+
+
+@dataclass
+class PlannedNode:
+    """A validated node: its class, its config and how it is wired."""
+
+    id: str
+    spec: NodeSpec
+    cls: type[Node]
+    config: Any | None  # None when a required graph param is still unbound
+    inputs: dict[str, list[PortRef]] = field(default_factory=dict)
+    consumers: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # out port -> (node, port)
+
+
+@dataclass
+class Plan:
+    """A validated graph, ready to run: nodes in topological order."""
+
+    graph: GraphSpec
+    nodes: dict[str, PlannedNode]
+    params: dict[str, Any]
+    outputs: dict[str, PortRef]
+    unbound: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def order(self) -> list[str]:
+        return list(self.nodes)
+
+
+def _close(name: str, options: list[str]) -> str:
+    matches = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    return f"did you mean {', '.join(repr(m) for m in matches)}? " if matches else ""
+
+
+def parse_cli_value(raw: str, tp: Any) -> Any:
+    """A ``--set`` value: text for str/path types, a YAML scalar otherwise."""
+    from pathlib import Path
+
+    if tp in (str, Path) or (tp is Any and not raw.strip()):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def validate(
+    spec: GraphSpec,
+    registry: Registry,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    require_all: bool = True,
+    cli_strings: bool = False,
+) -> Plan:
+    """Check a graph against the registry and build its plan.
+
+    :param overrides: ``{"param": value, "node_id.param": value}``.
+    :param require_all: report required graph params without a value (``avflow validate``
+        passes False: it checks the structure of a graph whose inputs come at run time).
+    :param cli_strings: override values are raw ``--set`` text, parsed against the declared type.
+    """
+    issues: list[Issue] = []
+    file = spec.file
+
+    def issue(msg: str, line: int | None = None, **kw) -> None:
+        issues.append(Issue(msg, file, line, **kw))
+
+    # -- overrides ---------------------------------------------------------------------------
+    graph_over: dict[str, Any] = {}
+    node_over: dict[str, dict[str, Any]] = {}
+    for key, value in (overrides or {}).items():
+        if "." in key:
+            node_id, pname = key.split(".", 1)
+            if node_id not in spec.nodes:
+                issue(f"--set {key}: no node '{node_id}'; {_close(node_id, list(spec.nodes))}"
+                      f"nodes: {', '.join(spec.nodes)}")
+                continue
+            node_over.setdefault(node_id, {})[pname] = value
+        elif key in spec.params:
+            graph_over[key] = value
+        else:
+            issue(f"--set {key}: no graph parameter '{key}'; {_close(key, list(spec.params))}"
+                  f"parameters: {', '.join(spec.params) or '(none)'}; use NODE.PARAM for a node parameter")
+
+    # -- graph params ------------------------------------------------------------------------
+    values: dict[str, Any] = {}
+    unbound: list[str] = []
+    for p in spec.params.values():
+        tp = GRAPH_PARAM_TYPES[p.type]
+        if p.name in graph_over:
+            value = graph_over[p.name]
+            if cli_strings and isinstance(value, str):
+                value = parse_cli_value(value, tp)
+        elif p.required:
+            if require_all:
+                issue(f"graph parameter '{p.name}' ({p.type}) is required: pass --set {p.name}=VALUE"
+                      + (f" ({p.doc})" if p.doc else ""), p.line, field=p.name)
+            unbound.append(p.name)
+            values[p.name] = _Unbound(p.name)
+            continue
+        else:
+            value = p.default
+        if value is not None:
+            try:
+                value = coerce(value, tp)
+            except ParamTypeError as exc:
+                issue(f"graph parameter '{p.name}': {exc}", p.line, field=p.name)
+                continue
+            if p.choices is not None and value not in p.choices:
+                issue(f"graph parameter '{p.name}': expected one of "
+                      f"{', '.join(repr(c) for c in p.choices)}, got {value!r}", p.line, field=p.name)
+        values[p.name] = value
+
+    def substitute(value: Any, line: int | None, where: dict) -> Any:
+        if isinstance(value, str):
+            whole = _REF.fullmatch(value)
+            if whole:
+                name = whole.group(1)
+                if name not in spec.params:
+                    issue(f"unknown graph parameter ${{{name}}}; {_close(name, list(spec.params))}"
+                          f"parameters: {', '.join(spec.params) or '(none)'}", line, **where)
+                    return _Unbound(name)
+                return values.get(name)
+
+            def repl(m: re.Match) -> str:
+                name = m.group(1)
+                if name not in spec.params:
+                    issue(f"unknown graph parameter ${{{name}}}; {_close(name, list(spec.params))}"
+                          f"parameters: {', '.join(spec.params) or '(none)'}", line, **where)
+                    return m.group(0)
+                v = values.get(name)
+                if isinstance(v, _Unbound):
+                    raise _UnboundInString(name)
+                return "" if v is None else str(v)
+
+            try:
+                return _REF.sub(repl, value)
+            except _UnboundInString as exc:
+                return _Unbound(exc.name)
+        if isinstance(value, list):
+            return [substitute(v, line, where) for v in value]
+        if isinstance(value, dict):
+            return {k: substitute(v, line, where) for k, v in value.items()}
+        return value
+
+    # -- nodes and their configs -------------------------------------------------------------
+    classes: dict[str, type[Node]] = {}
+    configs: dict[str, Any] = {}
+    for node in spec.nodes.values():
+        cls = registry.get(node.type) if node.type else None
+        if cls is None:
+            if node.type:
+                matches = registry.close_matches(node.type)
+                hint = (f"did you mean {', '.join(repr(m) for m in matches)}?" if matches
+                        else "see `avflow nodes` for the registered types")
+                issue(f"unknown node type '{node.type}'; {hint}", node.line, node=node.id)
+            continue
+        classes[node.id] = cls
+        where = {"node": node.id, "node_type": node.type}
+        fields = config_fields(cls.Config)
+        raw = dict(node.params)
+        raw_lines = dict(node.param_lines)
+        for pname, value in node_over.get(node.id, {}).items():
+            if pname not in fields:
+                issue(f"--set {node.id}.{pname}: no parameter '{pname}'; {_close(pname, list(fields))}"
+                      f"valid: {', '.join(fields) or '(none)'}", node.line, field=pname, **where)
+                continue
+            if cli_strings and isinstance(value, str):
+                value = parse_cli_value(value, fields[pname][1])
+            raw[pname] = value
+        kwargs: dict[str, Any] = {}
+        complete = True
+        for pname, value in raw.items():
+            line = raw_lines.get(pname, node.line)
+            if pname not in fields:
+                issue(f"unknown parameter '{pname}'; {_close(pname, list(fields))}"
+                      f"valid: {', '.join(fields) or '(none)'}", line, field=pname, **where)
+                complete = False
+                continue
+            f, tp = fields[pname]
+            value = substitute(value, line, {**where, "field": pname})
+            if isinstance(value, _Unbound):
+                complete = False
+                gp = spec.params.get(value.param)
+                if gp is not None and not types_compatible(GRAPH_PARAM_TYPES[gp.type], tp):
+                    issue(f"graph parameter '{gp.name}' is {gp.type} but this parameter expects "
+                          f"{type_name(tp)}", line, field=pname, **where)
+                continue
+            if value is None and not field_required(f) and _accepts_none(tp):
+                kwargs[pname] = None
+                continue
+            try:
+                value = coerce(value, tp)
+            except ParamTypeError as exc:
+                issue(str(exc), line, field=pname, **where)
+                complete = False
+                continue
+            problem = check_bounds(value, f)
+            if problem:
+                issue(problem, line, field=pname, **where)
+                complete = False
+                continue
+            kwargs[pname] = value
+        for pname, (f, tp) in fields.items():
+            if field_required(f) and pname not in raw:
+                doc = (f.metadata or {}).get("doc", "")
+                issue(f"missing required parameter '{pname}' ({type_name(tp)})"
+                      + (f": {doc}" if doc else ""), node.line, field=pname, **where)
+                complete = False
+        if complete:
+            try:
+                configs[node.id] = cls.Config(**kwargs)
+            except (TypeError, ValueError) as exc:  # a Config's own __post_init__ checks
+                issue(f"invalid parameters: {exc}", node.line, **where)
+
+    # -- wiring ------------------------------------------------------------------------------
+    consumers: dict[str, dict[str, list[tuple[str, str]]]] = {n: {} for n in spec.nodes}
+    deps: dict[str, set[str]] = {n: set() for n in spec.nodes}
+    for node in spec.nodes.values():
+        cls = classes.get(node.id)
+        if cls is None:
+            continue
+        where = {"node": node.id, "node_type": node.type}
+        for port, refs in node.inputs.items():
+            line = node.input_lines.get(port, node.line)
+            in_port = cls.inputs.get(port)
+            if in_port is None:
+                issue(f"no input port '{port}'; {_close(port, list(cls.inputs))}"
+                      f"inputs: {', '.join(cls.inputs) or '(none)'}", line, field=port, **where)
+                continue
+            if len(refs) > 1 and not in_port.many:
+                issue(f"input fed {len(refs)} times ({', '.join(map(str, refs))}); "
+                      "this port takes exactly one source", line, field=port, **where)
+            seen = set()
+            for ref in refs:
+                if str(ref) in seen:
+                    issue(f"input fed twice by {ref}", line, field=port, **where)
+                seen.add(str(ref))
+                src_cls = classes.get(ref.node)
+                if ref.node not in spec.nodes:
+                    issue(f"no node '{ref.node}' (source {ref}); {_close(ref.node, list(spec.nodes))}"
+                          f"nodes: {', '.join(spec.nodes)}", line, field=port, **where)
+                    continue
+                if src_cls is None:
+                    continue  # its unknown type is already reported
+                out_port = src_cls.outputs.get(ref.port)
+                if out_port is None:
+                    issue(f"no output '{ref.port}' on '{ref.node}'; {_close(ref.port, list(src_cls.outputs))}"
+                          f"have: {', '.join(src_cls.outputs) or '(none)'}", line, field=port, **where)
+                    continue
+                if not issubclass(out_port.kind, in_port.kind):
+                    issue(f"type mismatch: {ref} gives {out_port.kind.__name__} but this input takes "
+                          f"{in_port.kind.__name__}", line, field=port, **where)
+                    continue
+                consumers[ref.node].setdefault(ref.port, []).append((node.id, port))
+                deps[node.id].add(ref.node)
+        for port, p in cls.inputs.items():
+            if not p.optional and port not in node.inputs:
+                issue(f"required input '{port}' ({p.kind.__name__}) is not connected"
+                      + (f": {p.doc}" if p.doc else ""), node.line, field=port, **where)
+
+    for oname, ref in spec.outputs.items():
+        src_cls = classes.get(ref.node)
+        if ref.node not in spec.nodes:
+            issue(f"output '{oname}': no node '{ref.node}'; {_close(ref.node, list(spec.nodes))}"
+                  f"nodes: {', '.join(spec.nodes)}", ref.line)
+        elif src_cls is not None and ref.port not in src_cls.outputs:
+            issue(f"output '{oname}': no output '{ref.port}' on '{ref.node}'; "
+                  f"have: {', '.join(src_cls.outputs) or '(none)'}", ref.line)
+
+    order = _toposort(deps)
+    if order is None:
+        for cycle in _cycles(deps):
+            first = spec.nodes[cycle[0]]
+            issue("cycle: " + " -> ".join(cycle + [cycle[0]]) + "; graphs must be acyclic",
+                  first.line, node=cycle[0])
+        order = list(spec.nodes)
+
+    if issues:
+        raise GraphValidationError(issues, graph=spec.name)
+
+    planned = {}
+    for node_id in order:
+        node = spec.nodes[node_id]
+        planned[node_id] = PlannedNode(
+            id=node_id, spec=node, cls=classes[node_id], config=configs.get(node_id),
+            inputs={p: list(r) for p, r in node.inputs.items()}, consumers=consumers[node_id])
+    return Plan(graph=spec, nodes=planned, params=values, outputs=dict(spec.outputs), unbound=unbound)
+
+
+class _UnboundInString(Exception):
+    def __init__(self, name: str):
+        self.name = name
+
+
+def _accepts_none(tp: Any) -> bool:
+    import types
+    import typing
+
+    return tp is Any or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                         and type(None) in typing.get_args(tp))
+
+
+def _toposort(deps: dict[str, set[str]]) -> list[str] | None:
+    """Kahn's algorithm, stable in declaration order; None if there is a cycle."""
+    remaining = {n: set(d) for n, d in deps.items()}
+    order: list[str] = []
+    while remaining:
+        ready = [n for n, d in remaining.items() if not d]
+        if not ready:
+            return None
+        for n in ready:
+            order.append(n)
+            del remaining[n]
+        for d in remaining.values():
+            d.difference_update(ready)
+    return order
+
+
+def _cycles(deps: dict[str, set[str]]) -> list[list[str]]:
+    """One representative cycle per strongly connected component (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    comps: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in deps[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in deps[v]:
+                comps.append(comp)
+
+    for v in deps:
+        if v not in index:
+            strong(v)
+    cycles = []
+    order = list(deps)
+    for comp in comps:
+        members = set(comp)
+        start = min(comp, key=order.index)
+        # Walk the dependency edges inside the component back to the start, in data-flow order.
+        path = [start]
+        seen = {start}
+        cur = start
+        while True:
+            nxt = sorted((w for w in deps[cur] if w in members), key=order.index)
+            step = next((w for w in nxt if w == start), None) or next((w for w in nxt if w not in seen), None)
+            if step is None or step == start:
+                break
+            path.append(step)
+            seen.add(step)
+            cur = step
+        cycles.append(list(reversed(path)) if len(path) > 1 else path)
+    return cycles

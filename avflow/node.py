@@ -1,0 +1,258 @@
+"""The node API: what a plugin implements.
+
+A node is a small class whose contract is class data, readable without loading any model:
+
+.. code-block:: python
+
+    @dataclass(frozen=True)
+    class ResizeConfig:
+        width: int = param(256, "output width in pixels")
+
+    class Resize(Node):
+        '''Resize frames. Ports: frames -> frames.'''
+        type = "media.resize"
+        Config = ResizeConfig
+        inputs = {"frames": Port(VideoFrame, "frames to resize")}
+        outputs = {"frames": Port(VideoFrame, "resized frames")}
+
+        def process(self, port, item, ctx):
+            return {"frames": replace(item, image=cv2.resize(item.image, ...))}
+
+Lifecycle: ``__init__(config)`` only stores the config; ``open(ctx)`` loads models;
+``process(port, item, ctx)`` is called for every item arriving on any input port, in arrival
+order; ``finish(ctx)`` once every input has ended (flush what is buffered); ``close(ctx)``
+always, also after an error or a cancellation. Source nodes (no inputs) implement
+``generate(ctx)`` instead, yielding output dicts.
+
+``process``, ``process_batch``, ``finish`` and ``generate`` return (or yield) ``None`` or a
+dict mapping output port names to one payload or a list of payloads.
+
+Batching: a node that sets ``batch = BatchSpec(port=...)`` and has a ``batch_size`` config field
+gets ``process_batch(batch, ctx)`` for that port: the runtime collects up to ``batch_size``
+items, stacks their ``tensor_fields`` into tensors on ``ctx.device`` once, and flushes the last,
+partial batch when the port ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+
+from .payloads import Payload
+
+Outputs = Mapping[str, "Payload | Sequence[Payload]"] | None
+
+
+@dataclass(frozen=True)
+class Port:
+    """A typed input or output of a node.
+
+    :param kind: payload class carried by the port.
+    :param doc: one line for ``avflow nodes``.
+    :param optional: an input that may stay unconnected.
+    :param many: an input that may be fed by several outputs (fan-in); their items interleave.
+    """
+
+    kind: type[Payload]
+    doc: str = ""
+    optional: bool = False
+    many: bool = False
+
+
+def param(default: Any = dataclasses.MISSING, doc: str = "", *, choices: Sequence[Any] | None = None,
+          min: float | None = None, max: float | None = None) -> Any:
+    """Declare a config field with its documentation (and optional choices or bounds).
+
+    Use as the default of a field in a node's frozen ``Config`` dataclass. Leave ``default``
+    out for a required parameter. Mutable defaults (lists, dicts) are copied per instance.
+    """
+    meta = {"doc": doc, "choices": tuple(choices) if choices is not None else None,
+            "min": min, "max": max}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    if default is dataclasses.MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """A node without parameters."""
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """Batching contract of a node.
+
+    :param port: the input port whose items are batched.
+    :param size_param: the config field holding the batch size.
+    """
+
+    port: str
+    size_param: str = "batch_size"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file a node can load, for ``avflow models``.
+
+    :param name: what it is ("Wav2Lip lip-sync expert").
+    :param param: the config field that points at it (a file or folder path).
+    :param files: relative paths expected inside that folder (empty: the path is the file).
+    :param required: whether the node can run without it.
+    :param doc: where it comes from, what format.
+    """
+
+    name: str
+    param: str
+    files: tuple[str, ...] = ()
+    required: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ModelScaffold:
+    """Writes a model folder with random weights, for ``avflow models scaffold DIR --random``.
+
+    :param name: what it scaffolds ("musetalk").
+    :param doc: one line for ``avflow models``.
+    :param write: ``write(directory, tiny, seed) -> list[Path]`` of files written; ``tiny`` makes
+        the smallest architecture that still loads through the same code.
+    """
+
+    name: str
+    doc: str
+    write: Callable[[Path, bool, int], list[Path]]
+
+
+@dataclass
+class Batch:
+    """Items collected for one ``process_batch`` call.
+
+    ``items`` are the payloads in arrival order; ``tensors`` holds each of the payload class's
+    ``tensor_fields`` stacked along a new first axis, already on the node's device.
+    """
+
+    port: str
+    items: list[Payload]
+    tensors: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Progress:
+    """Progress reporting handle given to a node through its context."""
+
+    def __init__(self, node: str, sink: Callable[[str, int, int | None, str], None] | None = None):
+        self._node = node
+        self._sink = sink
+        self.done = 0
+        self.total: int | None = None
+        self.unit = "items"
+
+    def set_total(self, total: int | None, unit: str = "frames") -> None:
+        self.total, self.unit = total, unit
+        self._emit()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self._emit()
+
+    def _emit(self) -> None:
+        if self._sink is not None:
+            self._sink(self._node, self.done, self.total, self.unit)
+
+
+@dataclass
+class NodeContext:
+    """What the runtime tells a node: where to write, which device, how to log and report.
+
+    New runtime information is added here, never to the node method signatures.
+    """
+
+    graph: str
+    node_id: str
+    device: str
+    output_dir: Path
+    cache_dir: Path
+    logger: logging.Logger
+    progress: Progress
+    connected_outputs: frozenset[str] = frozenset()
+    connected_inputs: frozenset[str] = frozenset()
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    options: dict[str, Any] = field(default_factory=dict)  # free-form runtime options
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def output_path(self, name: str | Path) -> Path:
+        """Resolve ``name`` against the output directory (absolute paths are kept)."""
+        p = Path(name)
+        return p if p.is_absolute() else self.output_dir / p
+
+
+class Node:
+    """Base class of every node. Subclasses set the class attributes below."""
+
+    #: Unique registered type name, "<plugin>.<name>" by convention.
+    type: ClassVar[str] = ""
+    #: Frozen dataclass of parameters (fields made with :func:`param`).
+    Config: ClassVar[type] = NoConfig
+    inputs: ClassVar[Mapping[str, Port]] = {}
+    outputs: ClassVar[Mapping[str, Port]] = {}
+    #: Set to batch one input port (see :class:`BatchSpec`).
+    batch: ClassVar[BatchSpec | None] = None
+    #: Model files this node can load, for ``avflow models``.
+    models: ClassVar[Sequence[ModelFile]] = ()
+    #: Bounded inbox size; raise it for nodes that must look ahead (windows, batches).
+    queue_size: ClassVar[int] = 32
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def open(self, ctx: NodeContext) -> None:
+        """Load models, open files. Called once before any item."""
+
+    def generate(self, ctx: NodeContext) -> Iterator[Outputs]:
+        """Source nodes: yield output dicts until the input is exhausted."""
+        raise NotImplementedError(f"{self.type} has no inputs and must implement generate()")
+
+    def process(self, port: str, item: Payload, ctx: NodeContext) -> Outputs:
+        """Handle one item that arrived on ``port``."""
+        raise NotImplementedError(f"{self.type} must implement process()")
+
+    def process_batch(self, batch: Batch, ctx: NodeContext) -> Outputs:
+        """Handle a batch of items from the batched port (see :class:`BatchSpec`)."""
+        raise NotImplementedError(f"{self.type} declares batching and must implement process_batch()")
+
+    def finish(self, ctx: NodeContext) -> Outputs:
+        """Every input has ended: emit what is still buffered."""
+        return None
+
+    def close(self, ctx: NodeContext) -> None:
+        """Release resources. Always called, after errors and cancellation too."""
+
+    # -- introspection ---------------------------------------------------------------------
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The node's contract as plain data (for ``avflow nodes --json``)."""
+        from .graph.types import describe_config
+
+        return {
+            "type": cls.type,
+            "doc": (cls.__doc__ or "").strip(),
+            "inputs": {n: {"kind": p.kind.__name__, "doc": p.doc, "optional": p.optional}
+                       for n, p in cls.inputs.items()},
+            "outputs": {n: {"kind": p.kind.__name__, "doc": p.doc} for n, p in cls.outputs.items()},
+            "params": describe_config(cls.Config),
+            "batch": dataclasses.asdict(cls.batch) if cls.batch else None,
+            "models": [dataclasses.asdict(m) for m in cls.models],
+        }

@@ -1,0 +1,292 @@
+"""The streaming scheduler: one thread per node, bounded inboxes between them.
+
+Each node has one bounded inbox fed by all its upstream outputs; items arrive as
+``(port, payload)`` in the order producers emit them, and a producer blocks while the inbox is
+full, so memory is bounded by the queue sizes, not by the length of the input. Nodes consume
+their inbox eagerly (any port), which keeps fan-in of streams running at different rates free
+of deadlocks. Heavy work (decoding, numpy, torch, MediaPipe) releases the GIL, so threads give
+real pipeline parallelism.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import Cancelled, NodeError
+from ..graph.validate import Plan, PlannedNode
+from ..node import Node, NodeContext, Progress
+from ..payloads import Payload
+from .batching import collate
+
+_POLL = 0.1  # seconds between cancellation checks while blocked on a queue
+
+
+class _End:
+    """End of stream on one input port."""
+
+    __slots__ = ("port",)
+
+    def __init__(self, port: str):
+        self.port = port
+
+
+class _Stop(Exception):
+    """Internal: the run is being torn down (another node failed, or cancelled)."""
+
+
+@dataclass
+class NodeStats:
+    """Per-node figures for ``--profile``."""
+
+    node: str
+    type: str
+    items_in: int = 0
+    items_out: int = 0
+    calls: int = 0
+    batches: int = 0
+    busy_s: float = 0.0
+    open_s: float = 0.0
+    max_queue: int = 0
+    queue_capacity: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["items_per_s"] = round(self.items_in / self.busy_s, 2) if self.busy_s > 0 else None
+        d["busy_s"] = round(self.busy_s, 4)
+        d["open_s"] = round(self.open_s, 4)
+        return d
+
+
+@dataclass
+class _Worker:
+    planned: PlannedNode
+    node: Node
+    ctx: NodeContext
+    inbox: "queue.Queue[tuple[str, Any]]"
+    stats: NodeStats
+    pending_ends: dict[str, int] = field(default_factory=dict)  # input port -> sources not yet ended
+    current: Payload | None = None
+    opened: bool = False
+
+
+class Scheduler:
+    """Runs a validated :class:`Plan` once. Not reusable."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        device: str,
+        output_dir: Path,
+        cache_dir: Path,
+        cancel_event: threading.Event,
+        progress: Callable[[str, int, int | None, str], None] | None = None,
+        logger: logging.Logger | None = None,
+        options: Mapping[str, Any] | None = None,
+        queue_size: int | None = None,
+    ):
+        self.plan = plan
+        self.cancel_event = cancel_event
+        self._failed = threading.Event()
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self.outputs: dict[str, list[Payload]] = {name: [] for name in plan.outputs}
+        self._output_ports: dict[tuple[str, str], list[str]] = {}
+        for name, ref in plan.outputs.items():
+            self._output_ports.setdefault((ref.node, ref.port), []).append(name)
+        base_logger = logger or logging.getLogger("avflow")
+        self.workers: dict[str, _Worker] = {}
+        for node_id, pn in plan.nodes.items():
+            node = pn.cls(pn.config)
+            cap = queue_size or pn.cls.queue_size
+            ctx = NodeContext(
+                graph=plan.name, node_id=node_id, device=device, output_dir=output_dir,
+                cache_dir=cache_dir, logger=base_logger.getChild(node_id),
+                progress=Progress(node_id, progress),
+                connected_outputs=frozenset(p for p in pn.cls.outputs
+                                            if pn.consumers.get(p) or (node_id, p) in self._output_ports),
+                connected_inputs=frozenset(pn.inputs), cancel_event=self._failed,
+                options=dict(options or {}))
+            self.workers[node_id] = _Worker(
+                planned=pn, node=node, ctx=ctx, inbox=queue.Queue(maxsize=cap),
+                stats=NodeStats(node_id, pn.cls.type, queue_capacity=cap),
+                pending_ends={port: len(refs) for port, refs in pn.inputs.items()})
+
+    # -- public ----------------------------------------------------------------------------
+    def run(self) -> dict[str, list[Payload]]:
+        threads = [threading.Thread(target=self._run_worker, args=(w,), name=f"avflow:{nid}", daemon=True)
+                   for nid, w in self.workers.items()]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                if self.cancel_event.is_set():
+                    self._failed.set()
+                for t in threads:
+                    t.join(timeout=_POLL)
+        except KeyboardInterrupt:
+            self.cancel_event.set()
+            self._failed.set()
+            for t in threads:
+                t.join()
+            raise
+        if self._error is not None:
+            raise self._error
+        if self.cancel_event.is_set():
+            raise Cancelled(f"graph '{self.plan.name}' was cancelled; every node was closed")
+        return self.outputs
+
+    @property
+    def stats(self) -> list[NodeStats]:
+        return [w.stats for w in self.workers.values()]
+
+    # -- worker ----------------------------------------------------------------------------
+    def _run_worker(self, w: _Worker) -> None:
+        stage = "open"
+        try:
+            t0 = time.perf_counter()
+            w.node.open(w.ctx)
+            w.opened = True
+            w.stats.open_s = time.perf_counter() - t0
+            if not w.planned.inputs:
+                stage = "generate"
+                self._run_source(w)
+            else:
+                stage = "process"
+                self._run_consumer(w)
+                stage = "finish"
+                self._timed(w, w.node.finish, w.ctx)
+            self._end_outputs(w)
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self._fail(w, exc, stage)
+        finally:
+            try:
+                w.node.close(w.ctx)
+            except Exception as exc:  # noqa: BLE001 - keep the first error, report this one too
+                if self._error is None:
+                    self._fail(w, exc, "close")
+                else:
+                    w.ctx.logger.warning("close() failed after an earlier error: %s", exc)
+
+    def _fail(self, w: _Worker, exc: BaseException, stage: str) -> None:
+        with self._error_lock:
+            if self._error is None:
+                cur = w.current
+                self._error = NodeError(
+                    self.plan.name, w.planned.id, w.planned.cls.type, exc,
+                    pts=cur.pts if cur is not None else None,
+                    time_base=cur.time_base if cur is not None else None, stage=stage)
+                self._error.__cause__ = exc
+        self._failed.set()
+
+    def _run_source(self, w: _Worker) -> None:
+        gen = w.node.generate(w.ctx)
+        try:
+            while True:
+                if self._failed.is_set():
+                    raise _Stop
+                t0 = time.perf_counter()
+                try:
+                    out = next(gen)
+                except StopIteration:
+                    w.stats.busy_s += time.perf_counter() - t0
+                    break
+                w.stats.busy_s += time.perf_counter() - t0
+                w.stats.calls += 1
+                self._emit(w, out)
+        finally:
+            gen.close()
+
+    def _run_consumer(self, w: _Worker) -> None:
+        spec = w.planned.cls.batch
+        batch_port = spec.port if spec else None
+        batch_size = int(getattr(w.node.config, spec.size_param)) if spec else 0
+        pending: list[Payload] = []
+
+        def flush() -> None:
+            if pending:
+                items = list(pending)
+                pending.clear()
+                w.current = items[0]
+                batch = collate(batch_port, items, w.ctx.device)
+                w.stats.batches += 1
+                self._timed(w, w.node.process_batch, batch, w.ctx)
+
+        while any(n > 0 for n in w.pending_ends.values()):
+            port, item = self._get(w)
+            if isinstance(item, _End):
+                w.pending_ends[port] -= 1
+                if port == batch_port and w.pending_ends[port] == 0:
+                    flush()
+                continue
+            w.stats.items_in += 1
+            if port == batch_port:
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    flush()
+            else:
+                w.current = item
+                self._timed(w, w.node.process, port, item, w.ctx)
+        w.current = None
+
+    def _timed(self, w: _Worker, fn: Callable, *args: Any) -> None:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        w.stats.busy_s += time.perf_counter() - t0
+        w.stats.calls += 1
+        self._emit(w, out)
+
+    def _get(self, w: _Worker) -> tuple[str, Any]:
+        while True:
+            if self._failed.is_set():
+                raise _Stop
+            try:
+                return w.inbox.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+
+    def _put(self, target: _Worker, entry: tuple[str, Any]) -> None:
+        while True:
+            if self._failed.is_set():
+                raise _Stop
+            try:
+                target.inbox.put(entry, timeout=_POLL)
+                size = target.inbox.qsize()
+                if size > target.stats.max_queue:
+                    target.stats.max_queue = size
+                return
+            except queue.Full:
+                continue
+
+    def _emit(self, w: _Worker, out: Mapping[str, Payload | Sequence[Payload]] | None) -> None:
+        if not out:
+            return
+        outputs = w.planned.cls.outputs
+        for port, value in out.items():
+            if port not in outputs:
+                raise ValueError(f"node emitted on unknown output port '{port}'; "
+                                 f"declared: {', '.join(outputs) or '(none)'}")
+            items = value if isinstance(value, (list, tuple)) else [value]
+            kind = outputs[port].kind
+            for item in items:
+                if not isinstance(item, kind):
+                    raise TypeError(f"output '{port}' declares {kind.__name__} but got {type(item).__name__}")
+                w.stats.items_out += 1
+                for name in self._output_ports.get((w.planned.id, port), ()):
+                    self.outputs[name].append(item)
+                for node_id, in_port in w.planned.consumers.get(port, ()):
+                    self._put(self.workers[node_id], (in_port, item))
+
+    def _end_outputs(self, w: _Worker) -> None:
+        for port, consumers in w.planned.consumers.items():
+            for node_id, in_port in consumers:
+                self._put(self.workers[node_id], (in_port, _End(in_port)))
+
