@@ -20,7 +20,7 @@ A node is a small class whose contract is class data, readable without loading a
 
 Lifecycle: ``__init__(config)`` only stores the config; ``open(ctx)`` loads models;
 ``process(port, item, ctx)`` is called for every item arriving on any input port, in arrival
-order; ``finish(ctx)`` once every input has ended (flush what is buffered); ``close(ctx)``
+order; ``end(port, ctx)`` when one input port's stream ends; ``finish(ctx)`` once every input has ended (flush what is buffered); ``close(ctx)``
 always, also after an error or a cancellation. Source nodes (no inputs) implement
 ``generate(ctx)`` instead, yielding output dicts.
 
@@ -232,6 +232,10 @@ class Node:
     def process_batch(self, batch: Batch, ctx: NodeContext) -> Outputs:
         """Handle a batch of items from the batched port (see :class:`BatchSpec`)."""
         raise NotImplementedError(f"{self.type} declares batching and must implement process_batch()")
+
+    def end(self, port: str, ctx: NodeContext) -> Outputs:
+        """Input ``port`` has ended (all its sources finished); other ports may still deliver."""
+        return None
 
     def finish(self, ctx: NodeContext) -> Outputs:
         """Every input has ended: emit what is still buffered."""

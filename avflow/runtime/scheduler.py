@@ -57,7 +57,9 @@ class NodeStats:
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["items_per_s"] = round(self.items_in / self.busy_s, 2) if self.busy_s > 0 else None
+        # Sources have no inputs: their throughput is what they emit.
+        n = self.items_in or self.items_out
+        d["items_per_s"] = round(n / self.busy_s, 2) if self.busy_s > 0 else None
         d["busy_s"] = round(self.busy_s, 4)
         d["open_s"] = round(self.open_s, 4)
         return d
@@ -224,8 +226,10 @@ class Scheduler:
             port, item = self._get(w)
             if isinstance(item, _End):
                 w.pending_ends[port] -= 1
-                if port == batch_port and w.pending_ends[port] == 0:
-                    flush()
+                if w.pending_ends[port] == 0:
+                    if port == batch_port:
+                        flush()
+                    self._timed(w, w.node.end, port, w.ctx)
                 continue
             w.stats.items_in += 1
             if port == batch_port:

@@ -49,6 +49,7 @@ class NodeRunner:
         self.outputs: dict[str, list[Payload]] = {p: [] for p in node_cls.outputs}
         self._opened = False
         self._pending: list[Payload] = []
+        self._ended: set[str] = set()
         self.batch_sizes: list[int] = []
 
     def _collect(self, out) -> None:
@@ -79,11 +80,21 @@ class NodeRunner:
             self._pending = []
             self._collect(self.node.process_batch(batch, self.ctx))
 
-    def finish(self) -> dict[str, list[Payload]]:
+    def end(self, port: str) -> None:
+        """Signal that ``port`` has ended (flushes a partial batch on the batched port)."""
         self.open()
         spec = type(self.node).batch
-        if spec is not None:
-            self._flush(spec.port)
+        if spec is not None and port == spec.port:
+            self._flush(port)
+        self._collect(self.node.end(port, self.ctx))
+
+    def finish(self) -> dict[str, list[Payload]]:
+        """End every input port not ended yet, then call ``finish``."""
+        self.open()
+        for port in type(self.node).inputs:
+            if port not in self._ended:
+                self._ended.add(port)
+                self.end(port)
         self._collect(self.node.finish(self.ctx))
         return self.outputs
 
@@ -110,6 +121,8 @@ class NodeRunner:
             for port, items in (inputs or {}).items():
                 for item in items:
                     self.feed(port, item)
+                self._ended.add(port)
+                self.end(port)
             return self.finish()
         finally:
             self.close()

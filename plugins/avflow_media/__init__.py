@@ -1,8 +1,15 @@
-"""avflow built-in plugin: media nodes (registered through the avflow.plugins entry point)."""
+"""avflow built-in plugin: media decoding, transforms and muxing with PyAV (no ffmpeg subprocess)."""
 
 from avflow import hookimpl
+
+from .decode import Decode
+from .mux import Mux
+from .transform import Resize
+from .writer import MediaWriter
+
+__all__ = ["Decode", "MediaWriter", "Mux", "Resize"]
 
 
 @hookimpl
 def avflow_register_nodes():
-    return []
+    return [Decode, Resize, Mux]

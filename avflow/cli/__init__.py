@@ -1,0 +1,36 @@
+"""The ``avflow`` command line (click). One module per command; heavy imports inside commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import handle_errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="avflow")
+def cli() -> None:
+    """avflow: run audio-visual processing graphs built from plugin nodes."""
+
+
+def _register() -> None:
+    from .models import models
+    from .nodes import nodes
+    from .run import run
+    from .show import show
+    from .validate import validate
+
+    for command in (run, validate, nodes, show, models):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps avflow errors to exit status 2 (input) or 1 (internal)."""
+    with handle_errors():
+        cli.main(args=argv, prog_name="avflow", standalone_mode=True)
+    sys.exit(0)

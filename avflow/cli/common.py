@@ -1,0 +1,85 @@
+"""Shared CLI pieces: error handling, --set parsing, graph lookup, logging."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from ..errors import AvflowError
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Print avflow errors cleanly and exit with their status (2 input, 1 internal)."""
+    try:
+        yield
+    except AvflowError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if os.environ.get("AVFLOW_DEBUG"):
+            traceback.print_exc()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def internal_error(exc: BaseException) -> None:
+    click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+    click.echo("(set AVFLOW_DEBUG=1 for the traceback)", err=True)
+    if os.environ.get("AVFLOW_DEBUG"):
+        traceback.print_exc()
+    sys.exit(1)
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs; values stay text and are parsed against the declared types."""
+    out: dict[str, str] = {}
+    for item in values:
+        if "=" not in item:
+            raise click.UsageError(f"--set {item!r}: expected KEY=VALUE (a graph param or NODE.PARAM)")
+        key, value = item.split("=", 1)
+        if not key:
+            raise click.UsageError(f"--set {item!r}: the key is empty")
+        out[key.strip()] = value
+    return out
+
+
+def find_graph(name: str, registry=None) -> Path:
+    """A graph file path, or the name of a graph shipped in ./graphs or by a plugin."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    if p.suffix not in (".yaml", ".yml"):
+        dirs = [Path("graphs")] + (list(registry.graph_dirs) if registry is not None else [])
+        for d in dirs:
+            candidate = d / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate
+    return p  # load_graph reports it as not found
+
+
+def setup_logging(quiet: bool, verbose: bool = False) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger("avflow")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def load_registry():
+    from ..registry import Registry
+
+    registry = Registry.default()
+    for failure in registry.failures:
+        click.echo(f"warning: plugin '{failure.name}' ({failure.target}) failed to load: {failure.error}",
+                   err=True)
+    return registry

@@ -1,0 +1,606 @@
+"""Compose multi-speaker test videos with exact ground truth ("who speaks when").
+
+Several single-speaker clips (a person talking to camera, audio in sync) and optionally still
+portraits are tiled into one frame. A turn schedule says whose audio is heard when; the person
+whose audio is heard shows the part of their clip that belongs to that audio, the others either
+keep talking *out of sync* (they show another, time-shifted part of their own clip, whose audio is
+not heard) or freeze. Silence gaps (nobody heard) can be scheduled too. The result is an mp4
+(h264 + aac, written with PyAV) and a :class:`ComposedVideo` describing exactly what was made:
+tile boxes, turns, and per output frame whose audio is heard and who is actually speaking.
+
+.. code-block:: python
+
+    from avflow.testing.compose import compose_speakers, random_turns
+
+    fx = compose_speakers(
+        [media / "talking1.mp4", media / "talking2.mp4", media / "talking3.mp4", media / "monalisa.png"],
+        turns=random_turns([0, 1, 2], duration=15.0, min_turn=2.0, max_turn=4.0, seed=1),
+        size=(1280, 720), fps=25.0)
+    fx.path            # .../composed.mp4
+    fx.active[100]     # tile index speaking at frame 100, or None
+    fx.tile_at(x, y)   # which tile a detected face centre belongs to
+
+How it works. Every talking tile ``j`` has a *source clock* ``c_j(t)``: the time in its own
+clip that it shows at output time ``t``, looping over the clip (``c_j(t) mod D_j``). With
+``others="shifted"`` the clock always runs (``c_j(t) = offset_j + t``): every talking tile moves
+its lips all the time, and only the heard one is in sync with the audio. With ``others="still"``
+the clock only runs while the tile is heard: the others freeze. The audio at time ``t`` is the
+heard tile's clip audio at ``c_j(t)``, so the heard tile is exactly in sync (up to the source
+clip's own A/V alignment, which is kept: source video and audio timestamps are used as they are).
+Video frames are resampled by timestamps: output frame ``i`` (at ``i / fps``) shows, for each
+tile, the last source frame whose timestamp is ``<=`` its source position.
+
+Ground truth. ``heard[i]`` is the tile whose audio is heard at frame ``i`` (None in a gap);
+``active[i]`` is ``heard[i]`` where the heard audio is speech, None in the speaker's own pauses:
+the clips have pauses of up to 1.5 s, and nobody speaks during them. Speech is found on the
+source audio by an energy detector (10 ms hops, threshold ``vad_db`` below the clip's loud level,
+pauses shorter than ``min_pause`` bridged), so it is exact with respect to what was composed.
+
+Memory: the output is streamed frame by frame (each source clip is decoded sequentially and
+re-opened when it loops), so a long benchmark input costs no more memory than a short one; only
+the source clips' audio (seconds) and per-frame ground-truth lists are held.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+BACKGROUND = (24, 24, 24)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One picture in the composed frame.
+
+    :param index: position in the ``sources`` list (the "speaker id" of the ground truth).
+    :param source: clip or image it shows.
+    :param kind: ``"talking"`` (a clip with audio) or ``"still"`` (an image, never heard).
+    :param box: ``(x, y, w, h)`` of the picture in output pixels.
+    :param offset: source-clock offset in seconds (where in its clip the tile starts).
+    :param duration: loop length of the source clip in seconds (0 for a still).
+    """
+
+    index: int
+    source: str
+    kind: Literal["talking", "still"]
+    box: tuple[int, int, int, int]
+    offset: float = 0.0
+    duration: float = 0.0
+
+    def contains(self, x: float, y: float) -> bool:
+        bx, by, bw, bh = self.box
+        return bx <= x < bx + bw and by <= y < by + bh
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Whose audio is heard from ``start`` to ``end`` seconds (``tile=None``: silence)."""
+
+    start: float
+    end: float
+    tile: int | None
+
+
+@dataclass
+class ComposedVideo:
+    """A composed fixture: the file and its exact ground truth.
+
+    ``heard`` and ``active`` have one entry per output frame (frame ``i`` is at ``i / fps``
+    seconds): the tile index or None. See the module docstring for their meaning.
+    """
+
+    path: Path
+    fps: float
+    n_frames: int
+    width: int
+    height: int
+    sample_rate: int
+    duration: float
+    tiles: list[Tile]
+    turns: list[Turn]
+    heard: list[int | None] = field(repr=False)
+    active: list[int | None] = field(repr=False)
+
+    def frame_time(self, index: int) -> float:
+        return index / self.fps
+
+    def tile_at(self, x: float, y: float) -> int | None:
+        """Index of the tile whose picture contains the point (a face box centre), or None."""
+        for tile in self.tiles:
+            if tile.contains(x, y):
+                return tile.index
+        return None
+
+    def segments(self, which: Literal["active", "heard"] = "active") -> list[dict]:
+        """Runs of the same speaker as ``[{"speaker": tile, "start": s, "end": s}]`` (None omitted)."""
+        labels = self.active if which == "active" else self.heard
+        out: list[dict] = []
+        start = 0
+        for i in range(1, len(labels) + 1):
+            if i == len(labels) or labels[i] != labels[start]:
+                if labels[start] is not None:
+                    out.append({"speaker": labels[start], "start": start / self.fps, "end": i / self.fps})
+                start = i
+        return out
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return json.dumps(data)
+
+    def save_json(self, path: str | Path) -> Path:
+        from ..io import write_text_atomic
+
+        return write_text_atomic(path, self.to_json())
+
+
+# -- turn schedules ------------------------------------------------------------------------------
+
+def random_turns(speakers: Sequence[int], duration: float, *, min_turn: float = 2.0, max_turn: float = 4.0,
+                 gap_prob: float = 0.0, gap: tuple[float, float] = (0.6, 1.2), seed: int = 0) -> list[Turn]:
+    """A random schedule covering ``[0, duration)``: turns of ``min_turn..max_turn`` seconds.
+
+    Consecutive turns always change speaker; after each turn a silence gap of ``gap`` seconds
+    (uniform) follows with probability ``gap_prob``.
+    """
+    if not speakers:
+        raise ValueError("random_turns needs at least one speaker")
+    rng = random.Random(seed)
+    turns: list[Turn] = []
+    t, last = 0.0, None
+    while t < duration - 1e-9:
+        choices = [s for s in speakers if s != last] or list(speakers)
+        who = rng.choice(choices)
+        end = min(duration, t + rng.uniform(min_turn, max_turn))
+        if duration - end < min_turn / 2:  # no stub turn at the end
+            end = duration
+        turns.append(Turn(t, end, who))
+        t, last = end, who
+        if t < duration and rng.random() < gap_prob:
+            end = min(duration, t + rng.uniform(*gap))
+            turns.append(Turn(t, end, None))
+            t = end
+    return turns
+
+
+def _normalise_turns(turns: Sequence[Turn | tuple], tiles: list[Tile], duration: float | None) -> tuple[list[Turn], float]:
+    out = [t if isinstance(t, Turn) else Turn(float(t[0]), float(t[1]), None if t[2] is None else int(t[2]))
+           for t in turns]
+    if not out:
+        raise ValueError("the turn schedule is empty")
+    out.sort(key=lambda t: t.start)
+    for prev, nxt in zip(out, out[1:]):
+        if nxt.start < prev.end - 1e-9:
+            raise ValueError(f"turns overlap: {prev} and {nxt}")
+    for t in out:
+        if t.end <= t.start:
+            raise ValueError(f"turn ends before it starts: {t}")
+        if t.tile is not None:
+            if not 0 <= t.tile < len(tiles):
+                raise ValueError(f"turn {t} names tile {t.tile}; tiles are 0..{len(tiles) - 1}")
+            if tiles[t.tile].kind != "talking":
+                raise ValueError(f"turn {t} names tile {t.tile} ({tiles[t.tile].source}), a still image without audio")
+    total = float(duration) if duration is not None else out[-1].end
+    return out, total
+
+
+# -- sources --------------------------------------------------------------------------------------
+
+def _fit(src_w: int, src_h: int, cell: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The largest even-sized box of the source's aspect ratio centred in ``cell``."""
+    cx, cy, cw, ch = cell
+    scale = min(cw / src_w, ch / src_h)
+    w = max(2, int(src_w * scale) // 2 * 2)
+    h = max(2, int(src_h * scale) // 2 * 2)
+    return cx + (cw - w) // 2, cy + (ch - h) // 2, w, h
+
+
+def _layout(sizes: list[tuple[int, int]], width: int, height: int,
+            grid: tuple[int, int] | None) -> list[tuple[int, int, int, int]]:
+    n = len(sizes)
+    if grid is None:  # the grid that shows the sources biggest
+        best = None
+        for cols in range(1, n + 1):
+            rows = math.ceil(n / cols)
+            cw, ch = width // cols, height // rows
+            area = sum(_fit(w, h, (0, 0, cw, ch))[2] * _fit(w, h, (0, 0, cw, ch))[3] for w, h in sizes)
+            if best is None or area > best[0]:
+                best = (area, rows, cols)
+        grid = (best[1], best[2])
+    rows, cols = grid
+    if rows * cols < n:
+        raise ValueError(f"grid {rows}x{cols} has no room for {n} tiles")
+    cw, ch = width // cols, height // rows
+    return [_fit(w, h, ((k % cols) * cw, (k // cols) * ch, cw, ch)) for k, (w, h) in enumerate(sizes)]
+
+
+def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    import cv2
+
+    interp = cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+def _probe_clip(path: Path) -> tuple[int, int, float, bool]:
+    """(width, height, loop duration in seconds, has audio) of a clip."""
+    import av
+
+    with av.open(str(path)) as c:
+        if not c.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        vs = c.streams.video[0]
+        width, height = vs.codec_context.width, vs.codec_context.height
+        has_audio = bool(c.streams.audio)
+        last, step = None, None
+        for packet in c.demux(vs):  # packet timestamps only: no decoding
+            if packet.pts is None:
+                continue
+            end = float((packet.pts + (packet.duration or 0)) * vs.time_base)
+            if last is None or end > last:
+                last = end
+            if packet.duration:
+                step = float(packet.duration * vs.time_base)
+        if last is None:
+            raise ValueError(f"{path}: no video frames")
+        if step is None and vs.average_rate:
+            last += 1.0 / float(vs.average_rate)
+    return width, height, last, has_audio
+
+
+def _load_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """The clip's audio as float32 mono at ``sample_rate``, from t=0 of the media timeline."""
+    import av
+    from av.audio.resampler import AudioResampler
+
+    resampler = AudioResampler(format="fltp", layout="mono", rate=sample_rate)
+    parts: list[np.ndarray] = []
+    first: float | None = None
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        for frame in c.decode(stream):
+            if first is None and frame.pts is not None:
+                first = float(frame.pts * frame.time_base)
+            for out in resampler.resample(frame):
+                parts.append(out.to_ndarray()[0])
+        for out in resampler.resample(None):
+            parts.append(out.to_ndarray()[0])
+    audio = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    lead = int(round(max(0.0, first or 0.0) * sample_rate))  # audio that starts late keeps its place
+    return np.concatenate([np.zeros(lead, np.float32), audio])
+
+
+def speech_mask(audio: np.ndarray, sample_rate: int, *, hop: float = 0.01, vad_db: float = 25.0,
+                min_pause: float = 0.3, min_speech: float = 0.1) -> np.ndarray:
+    """Energy speech detector: one bool per ``hop`` seconds of ``audio`` (mono float).
+
+    A hop is speech when its RMS level is within ``vad_db`` dB of the clip's loud level (95th
+    percentile of hop levels) and above -60 dBFS; pauses shorter than ``min_pause`` are bridged
+    and speech bursts shorter than ``min_speech`` dropped.
+    """
+    n = max(1, int(round(hop * sample_rate)))
+    m = len(audio) // n
+    if m == 0:
+        return np.zeros(0, bool)
+    frames = audio[: m * n].reshape(m, n).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    loud = np.percentile(level, 95)
+    mask = (level > loud - vad_db) & (level > -60.0)
+
+    def runs(values: np.ndarray, value: bool) -> Iterator[tuple[int, int]]:
+        i = 0
+        while i < len(values):
+            if values[i] == value:
+                j = i
+                while j < len(values) and values[j] == value:
+                    j += 1
+                yield i, j
+                i = j
+            else:
+                i += 1
+
+    for a, b in list(runs(mask, False)):
+        if 0 < a and b < len(mask) and (b - a) * hop < min_pause:
+            mask[a:b] = True
+    for a, b in list(runs(mask, True)):
+        if (b - a) * hop < min_speech:
+            mask[a:b] = False
+    return mask
+
+
+class _ClipVideo:
+    """Sequential reader of a looping clip: frames at non-decreasing source times, tile-sized."""
+
+    def __init__(self, path: Path, size: tuple[int, int], duration: float):
+        self.path, self.size, self.duration = path, size, duration
+        self._container = None
+        self._frames: Iterator | None = None
+        self._loop = -1
+        self._pos = -1.0
+        self._current: tuple[float, np.ndarray] | None = None  # (time, tile image)
+        self._next: tuple[float, object] | None = None  # (time, av frame) not yet shown
+
+    def _open(self, loop: int) -> None:
+        import av
+
+        self.close()
+        self._container = av.open(str(self.path))
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._frames = self._container.decode(stream)
+        self._loop, self._pos, self._current, self._next = loop, -1.0, None, None
+
+    def _pull(self) -> tuple[float, object] | None:
+        for frame in self._frames:
+            if frame.pts is not None:
+                return float(frame.pts * frame.time_base), frame
+        return None
+
+    def frame_at(self, clock: float) -> np.ndarray:
+        loop, pos = divmod(clock, self.duration)
+        if int(loop) != self._loop or pos < self._pos:
+            self._open(int(loop))
+        self._pos = pos
+        if self._next is None:
+            self._next = self._pull()
+        # Show the last frame whose time is <= pos (the first frame if none is yet).
+        while self._next is not None and (self._current is None or self._next[0] <= pos):
+            t, frame = self._next
+            self._next = self._pull()
+            if self._next is None or self._next[0] > pos:
+                self._current = (t, _resize(frame.to_ndarray(format="rgb24"), *self.size))
+                break
+        if self._current is None:
+            raise ValueError(f"{self.path}: no decodable video frame")
+        return self._current[1]
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+@dataclass
+class _Source:
+    tile: Tile
+    audio: np.ndarray | None = None  # mono at the output rate, loop length
+    speech: np.ndarray | None = None  # bool per 10 ms of ``audio``
+    video: _ClipVideo | None = None
+    still: np.ndarray | None = None
+
+
+def _active_time_before(turns: list[Turn], tile: int, t: np.ndarray) -> np.ndarray:
+    """Seconds that ``tile`` has been heard before each time in ``t``."""
+    out = np.zeros_like(t, dtype=np.float64)
+    for turn in turns:
+        if turn.tile == tile:
+            out += np.clip(t - turn.start, 0.0, turn.end - turn.start)
+    return out
+
+
+# -- the composer ---------------------------------------------------------------------------------
+
+def compose_speakers(
+    sources: Sequence[str | Path],
+    turns: Sequence[Turn | tuple] | None = None,
+    *,
+    duration: float | None = None,
+    out: str | Path | None = None,
+    size: tuple[int, int] = (1280, 720),
+    fps: float = 25.0,
+    sample_rate: int = 16000,
+    others: Literal["shifted", "still"] = "shifted",
+    offsets: Sequence[float] | None = None,
+    grid: tuple[int, int] | None = None,
+    fade: float = 0.005,
+    vad_db: float = 25.0,
+    min_pause: float = 0.3,
+    crf: int = 20,
+    preset: str = "veryfast",
+    seed: int = 0,
+) -> ComposedVideo:
+    """Tile talking clips (and still images) into one video with a known turn schedule.
+
+    :param sources: clips with audio (talking tiles, which can be heard) or images (still tiles:
+        ``.png``, ``.jpg``...). The tile index is the position in this list.
+    :param turns: ``Turn(start, end, tile)`` or ``(start, end, tile)`` tuples; ``tile=None`` is a
+        silence gap; uncovered time is silent too. Default: :func:`random_turns` over the talking
+        tiles, 2-4 s turns, 15 s (or ``duration``).
+    :param duration: output length in seconds (default: the end of the last turn). Clips loop.
+    :param out: output mp4 path (default: ``composed.mp4`` in a new temporary folder).
+    :param size: output ``(width, height)``, made even.
+    :param fps: output frame rate (sources are resampled by their timestamps).
+    :param sample_rate: output audio rate (mono AAC).
+    :param others: what talking tiles do while not heard: ``"shifted"`` keep playing their own
+        clip (lips move, out of sync with what is heard), ``"still"`` freeze.
+    :param offsets: source-clock offset per tile in seconds (default: tile ``k`` of ``n``
+        starts at ``k / n`` of its clip, so two tiles showing the same clip differ).
+    :param grid: ``(rows, cols)``; default: the grid that shows the sources biggest.
+    :param fade: seconds of linear fade at every turn change (avoids clicks).
+    :param vad_db: speech detector threshold, dB below the clip's loud level (see :func:`speech_mask`).
+    :param min_pause: pauses shorter than this (seconds) count as speech in ``active``.
+    :param crf: x264 quality. :param preset: x264 preset.
+    :param seed: seed of the default random schedule.
+    :returns: the :class:`ComposedVideo` (path and ground truth).
+    """
+    import av
+
+    from ..io import atomic_path
+
+    if not sources:
+        raise ValueError("compose_speakers needs at least one source")
+    width, height = int(size[0]) // 2 * 2, int(size[1]) // 2 * 2
+    paths = [Path(s) for s in sources]
+    probes: list[tuple[str, int, int, float]] = []  # kind, w, h, duration
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"compose_speakers: no such source {p}")
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            import cv2
+
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ValueError(f"compose_speakers: cannot read image {p}")
+            probes.append(("still", img.shape[1], img.shape[0], 0.0))
+        else:
+            w, h, d, has_audio = _probe_clip(p)
+            if not has_audio:
+                raise ValueError(f"compose_speakers: {p} has no audio stream; a talking tile needs one")
+            probes.append(("talking", w, h, d))
+    boxes = _layout([(w, h) for _, w, h, _ in probes], width, height, grid)
+    n = len(paths)
+    if offsets is None:
+        offsets = [k / n * probes[k][3] for k in range(n)]
+    if len(offsets) != n:
+        raise ValueError(f"offsets has {len(offsets)} values for {n} sources")
+    tiles = [Tile(k, str(p), probes[k][0], boxes[k], float(offsets[k]), probes[k][3])  # type: ignore[arg-type]
+             for k, p in enumerate(paths)]
+    if turns is None:
+        talking = [t.index for t in tiles if t.kind == "talking"]
+        turns = random_turns(talking, duration if duration is not None else 15.0, seed=seed)
+    turn_list, total = _normalise_turns(turns, tiles, duration)
+
+    sources_: list[_Source] = []
+    for tile in tiles:
+        src = _Source(tile)
+        if tile.kind == "still":
+            import cv2
+
+            img = cv2.cvtColor(cv2.imread(tile.source, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            src.still = _resize(img, tile.box[2], tile.box[3])
+        else:
+            audio = _load_audio(Path(tile.source), sample_rate)
+            loop = int(round(tile.duration * sample_rate))
+            audio = np.pad(audio, (0, max(0, loop - len(audio))))[:loop]
+            src.audio = audio
+            src.speech = speech_mask(audio, sample_rate, vad_db=vad_db, min_pause=min_pause)
+            src.video = _ClipVideo(Path(tile.source), (tile.box[2], tile.box[3]), tile.duration)
+        sources_.append(src)
+
+    def owner_at(times: np.ndarray) -> np.ndarray:
+        own = np.full(times.shape, -1, np.int64)
+        for turn in turn_list:
+            if turn.tile is not None:
+                own[(times >= turn.start) & (times < turn.end)] = turn.tile
+        return own
+
+    def clock(tile: Tile, times: np.ndarray) -> np.ndarray:
+        if others == "shifted":
+            return tile.offset + times
+        return tile.offset + _active_time_before(turn_list, tile.index, times)
+
+    # Gain envelope: short fades around every change of the heard tile.
+    changes = sorted({t.start for t in turn_list} | {t.end for t in turn_list})
+
+    def gain_at(times: np.ndarray) -> np.ndarray:
+        g = np.ones(times.shape, np.float32)
+        if fade > 0:
+            for c in changes:
+                g = np.minimum(g, np.clip(np.abs(times - c) / fade, 0.0, 1.0).astype(np.float32))
+        return g
+
+    def audio_block(s0: int, s1: int) -> np.ndarray:
+        times = np.arange(s0, s1) / sample_rate
+        own = owner_at(times)
+        block = np.zeros(s1 - s0, np.float32)
+        for src in sources_:
+            sel = own == src.tile.index
+            if src.audio is None or not sel.any():
+                continue
+            idx = np.floor(clock(src.tile, times[sel]) * sample_rate).astype(np.int64) % len(src.audio)
+            block[sel] = src.audio[idx]
+        return block * gain_at(times)
+
+    n_frames = int(math.ceil(total * fps - 1e-9))
+    frame_times = np.arange(n_frames) / fps
+    owners = owner_at(frame_times)
+    heard: list[int | None] = [None if o < 0 else int(o) for o in owners]
+    active: list[int | None] = []
+    for i, o in enumerate(owners):
+        if o < 0:
+            active.append(None)
+            continue
+        src = sources_[o]
+        pos = float(clock(src.tile, frame_times[i:i + 1])[0]) % src.tile.duration
+        k = min(int(pos / 0.01), len(src.speech) - 1)
+        active.append(int(o) if k >= 0 and src.speech[k] else None)
+
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="avflow-compose-")) / "composed.mp4"
+    out = Path(out)
+    rate = Fraction(fps).limit_denominator(1001)
+    canvas = np.empty((height, width, 3), np.uint8)
+    try:
+        with atomic_path(out) as tmp, av.open(str(tmp), "w") as container:
+            vs = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+            vs.thread_type = "AUTO"
+            aus = container.add_stream("aac", rate=sample_rate, layout="mono")
+            aac_size = 1024
+            pending = np.zeros(0, np.float32)
+            written = 0  # samples handed to the encoder
+            produced = 0  # samples computed
+            for i in range(n_frames):
+                canvas[:] = BACKGROUND
+                for src in sources_:
+                    x, y, w, h = src.tile.box
+                    if src.still is not None:
+                        canvas[y:y + h, x:x + w] = src.still
+                    else:
+                        c = float(clock(src.tile, frame_times[i:i + 1])[0])
+                        canvas[y:y + h, x:x + w] = src.video.frame_at(c)
+                frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+                frame.pts, frame.time_base = i, 1 / rate
+                for packet in vs.encode(frame):
+                    container.mux(packet)
+                # Audio up to the end of this frame, interleaved with the video.
+                upto = int(round((i + 1) / fps * sample_rate)) if i + 1 < n_frames else int(round(total * sample_rate))
+                if upto > produced:
+                    pending = np.concatenate([pending, audio_block(produced, upto)])
+                    produced = upto
+                while len(pending) >= aac_size or (i + 1 == n_frames and len(pending)):
+                    part, pending = pending[:aac_size], pending[aac_size:]
+                    af = av.AudioFrame.from_ndarray(part[None, :].copy(), format="fltp", layout="mono")
+                    af.sample_rate, af.pts, af.time_base = sample_rate, written, Fraction(1, sample_rate)
+                    written += len(part)
+                    for packet in aus.encode(af):
+                        container.mux(packet)
+            for packet in vs.encode():
+                container.mux(packet)
+            for packet in aus.encode():
+                container.mux(packet)
+    finally:
+        for src in sources_:
+            if src.video is not None:
+                src.video.close()
+    return ComposedVideo(path=out, fps=float(fps), n_frames=n_frames, width=width, height=height,
+                         sample_rate=sample_rate, duration=total, tiles=tiles, turns=turn_list,
+                         heard=heard, active=active)
+
+
+def default_sources(media_dir: str | Path, n_talking: int = 3, still: str | None = "monalisa.png") -> list[Path]:
+    """``talking1..n.mp4`` (looped if ``n_talking > 3``) plus a still portrait from the shared media folder."""
+    media_dir = Path(media_dir)
+    out = [media_dir / f"talking{k % 3 + 1}.mp4" for k in range(n_talking)]
+    if still:
+        out.append(media_dir / still)
+    return out
+
+
+def compose_benchmark(media_dir: str | Path, duration: float = 120.0, *, out: str | Path | None = None,
+                      size: tuple[int, int] = (1280, 720), fps: float = 25.0, gap_prob: float = 0.15,
+                      seed: int = 0, **kwargs) -> ComposedVideo:
+    """A long diarization input for benchmarks: three talking tiles and a still portrait, 720p by
+    default, random 2-4 s turns with occasional silence gaps, clips looped to ``duration``."""
+    sources = default_sources(media_dir)
+    turns = random_turns([0, 1, 2], duration, gap_prob=gap_prob, seed=seed)
+    return compose_speakers(sources, turns, duration=duration, out=out, size=size, fps=fps, **kwargs)

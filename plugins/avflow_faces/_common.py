@@ -1,0 +1,109 @@
+"""Helpers shared by the face nodes: input checks and the frames/tracks join."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from avflow import InputError, TrackedFaces, VideoFrame
+
+
+def check_frame(item: Any, port: str) -> np.ndarray:
+    """The frame's image as contiguous HxWx3 uint8, or an InputError saying what is wrong."""
+    if not isinstance(item, VideoFrame):
+        raise InputError(f"port '{port}' expects VideoFrame, got {type(item).__name__}")
+    image = item.image
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        desc = f"{getattr(image, 'dtype', type(image).__name__)} array of shape {getattr(image, 'shape', '?')}"
+        raise InputError(f"port '{port}': frame {item.index} has a {desc}; expected an HxWx3 uint8 RGB image")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise InputError(f"port '{port}': frame {item.index} is {image.shape[1]}x{image.shape[0]} pixels; "
+                         "expected at least 2x2")
+    return np.ascontiguousarray(image)
+
+
+class FrameJoin:
+    """Pairs frames and TrackedFaces that arrive on two ports, possibly out of step, by frame index.
+
+    Both streams must come in increasing ``frame_index`` order (the decoder's and the tracker's
+    do). ``add_frame`` / ``add_tracks`` return the pairs ``(frame or None, tracks)`` that became
+    complete, in frame order. A TrackedFaces whose frame can no longer come (a later frame has
+    already arrived) is returned with ``None``; frames no TrackedFaces will ever ask for are
+    dropped. At most ``max_pending`` frames are held; more means the two streams do not belong
+    together (or one stalls), which raises an InputError instead of filling memory.
+    """
+
+    def __init__(self, max_pending: int, frames_port: str = "frames", tracks_port: str = "tracks"):
+        self.max_pending = int(max_pending)
+        self.frames_port, self.tracks_port = frames_port, tracks_port
+        self._frames: dict[int, VideoFrame] = {}
+        self._tracks: deque[TrackedFaces] = deque()  # waiting for their frame, in arrival order
+        self._last_frame = -1  # highest frame index received
+        self._last_tracks = -1  # highest TrackedFaces index received
+        self.frames_dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._frames) + len(self._tracks)
+
+    @property
+    def pending_frames(self) -> int:
+        return len(self._frames)
+
+    def add_frame(self, frame: VideoFrame) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        idx = int(frame.index)
+        if idx <= self._last_frame:
+            raise InputError(f"port '{self.frames_port}': frame index {idx} after {self._last_frame}; "
+                             "frames must arrive in increasing index order")
+        self._last_frame = idx
+        if idx <= self._last_tracks and not any(t.frame_index == idx for t in self._tracks):
+            self.frames_dropped += 1  # no TrackedFaces for it will come
+        else:
+            self._frames[idx] = frame
+        out = self._drain()
+        if len(self._frames) > self.max_pending:
+            raise InputError(
+                f"more than {self.max_pending} frames wait on port '{self.frames_port}' for their "
+                f"'{self.tracks_port}' (oldest frame {min(self._frames)}, last tracks frame "
+                f"{self._last_tracks}): the two ports must carry the same video; raise max_pending "
+                "if the tracks stream is legitimately that far behind")
+        return out
+
+    def add_tracks(self, tracks: TrackedFaces) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        if not isinstance(tracks, TrackedFaces):
+            raise InputError(f"port '{self.tracks_port}' expects TrackedFaces, got {type(tracks).__name__}")
+        idx = int(tracks.frame_index)
+        if idx <= self._last_tracks:
+            raise InputError(f"port '{self.tracks_port}': frame index {idx} after {self._last_tracks}; "
+                             "TrackedFaces must arrive in increasing frame order")
+        self._last_tracks = idx
+        self._tracks.append(tracks)
+        return self._drain()
+
+    def flush(self) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        """Both inputs ended: every waiting TrackedFaces, with its frame where it came."""
+        out = [(self._frames.pop(t.frame_index, None), t) for t in self._tracks]
+        self._tracks.clear()
+        self.frames_dropped += len(self._frames)
+        self._frames.clear()
+        return out
+
+    def _drain(self) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        out = []
+        while self._tracks:
+            t = self._tracks[0]
+            if t.frame_index in self._frames:
+                out.append((self._frames.pop(t.frame_index), t))
+            elif self._last_frame > t.frame_index:
+                out.append((None, t))  # its frame was skipped by the frames stream
+            else:
+                break
+            self._tracks.popleft()
+        # Frames older than the last TrackedFaces handled will never be asked for.
+        if out:
+            done = out[-1][1].frame_index
+            for idx in [i for i in self._frames if i < done]:
+                del self._frames[idx]
+                self.frames_dropped += 1
+        return out
