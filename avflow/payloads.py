@@ -5,7 +5,8 @@ seconds is ``pts * time_base``. Audio/video alignment is always derived from the
 never from frame counts or an assumed frame rate.
 
 Ports are typed by payload class; an output feeds an input when the output's class is the
-input's class or a subclass of it (``Payload`` accepts anything). Plugins may define their own
+input's class or a subclass of it. ``Payload`` itself is "any": an input of that type accepts
+everything, and an output of that type (a pass-through node) is checked item by item at run time. Plugins may define their own
 payload classes by subclassing :class:`Payload`.
 
 Fields listed in a class's ``tensor_fields`` are numpy arrays of the same shape across items;

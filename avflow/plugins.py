@@ -52,7 +52,8 @@ class PluginManager:
             raise PluginError(f"plugin {name or plugin!r} is invalid: {exc}") from exc
 
     def plugin_names(self) -> list[str]:
-        return [name for name, _ in self.pm.list_name_plugin()]
+        # pluggy lists blocked names with a None plugin.
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
 
 def get_plugin_manager(

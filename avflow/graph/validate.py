@@ -17,6 +17,7 @@ import yaml
 
 from ..errors import GraphValidationError, Issue
 from ..node import Node
+from ..payloads import Payload
 from ..registry import Registry
 from .spec import GraphSpec, NodeSpec, PortRef
 from .types import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
@@ -144,6 +145,7 @@ def validate(
                 value = coerce(value, tp)
             except ParamTypeError as exc:
                 issue(f"graph parameter '{p.name}': {exc}", p.line, field=p.name)
+                values[p.name] = _Unbound(p.name)  # reported once, not again at every use
                 continue
             if p.choices is not None and value not in p.choices:
                 issue(f"graph parameter '{p.name}': expected one of "
@@ -287,7 +289,9 @@ def validate(
                     issue(f"no output '{ref.port}' on '{ref.node}'; {_close(ref.port, list(src_cls.outputs))}"
                           f"have: {', '.join(src_cls.outputs) or '(none)'}", line, field=port, **where)
                     continue
-                if not issubclass(out_port.kind, in_port.kind):
+                # An output typed as the base Payload is untyped (pass-through nodes); its items
+                # are checked against this port at run time.
+                if out_port.kind is not Payload and not issubclass(out_port.kind, in_port.kind):
                     issue(f"type mismatch: {ref} gives {out_port.kind.__name__} but this input takes "
                           f"{in_port.kind.__name__}", line, field=port, **where)
                     continue
@@ -407,5 +411,7 @@ def _cycles(deps: dict[str, set[str]]) -> list[list[str]]:
             path.append(step)
             seen.add(step)
             cur = step
-        cycles.append(list(reversed(path)) if len(path) > 1 else path)
+        flow = list(reversed(path))  # deps point upstream; show the cycle in data-flow order
+        i = flow.index(start)
+        cycles.append(flow[i:] + flow[:i])
     return cycles

@@ -287,6 +287,11 @@ class Scheduler:
                 for name in self._output_ports.get((w.planned.id, port), ()):
                     self.outputs[name].append(item)
                 for node_id, in_port in w.planned.consumers.get(port, ()):
+                    if kind is Payload:
+                        want = self.workers[node_id].planned.cls.inputs[in_port].kind
+                        if not isinstance(item, want):
+                            raise TypeError(f"output '{port}' sent {type(item).__name__} to "
+                                            f"{node_id}.{in_port}, which takes {want.__name__}")
                     self._put(self.workers[node_id], (in_port, item))
 
     def _end_outputs(self, w: _Worker) -> None:

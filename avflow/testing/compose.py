@@ -167,9 +167,10 @@ def random_turns(speakers: Sequence[int], duration: float, *, min_turn: float = 
         turns.append(Turn(t, end, who))
         t, last = end, who
         if t < duration and rng.random() < gap_prob:
-            end = min(duration, t + rng.uniform(*gap))
-            turns.append(Turn(t, end, None))
-            t = end
+            end = t + rng.uniform(*gap)
+            if duration - end >= min_turn:  # a gap is always followed by a whole turn
+                turns.append(Turn(t, end, None))
+                t = end
     return turns
 
 

@@ -105,8 +105,8 @@ class Decode(Node):
         try:
             container = av.open(str(path))
         except av.FFmpegError as exc:
-            hint = " (the file may be truncated: its index is missing)" if "moov" in str(exc) else ""
-            raise InputError(f"cannot open {path} as media{hint}: {exc}") from None
+            raise InputError(f"cannot open {path} as media: not a video/audio file, or corrupt or truncated "
+                             f"(an mp4 cut short loses its index): {exc}") from None
         with container:
             want_video = "video" in ctx.connected_outputs or not ctx.connected_outputs
             want_audio = "audio" in ctx.connected_outputs
@@ -222,6 +222,7 @@ class _VideoOut:
         self._held: tuple[float, np.ndarray] | None = None  # constant-rate mode: latest frame
         self._tick = 0
         self._offset = None
+        self._interval = 0.0
 
     def past(self, t: float) -> bool:
         return self.last_time >= t
@@ -241,6 +242,7 @@ class _VideoOut:
             # The constant-rate timeline starts at the first frame, rounded to the output grid.
             self._offset = int(round(t * self.rate))
         else:
+            self._interval = t - self._held[0]
             out = self._emit_until(t)
         self._held = (t, img)
         return out
@@ -259,11 +261,9 @@ class _VideoOut:
     def flush(self, end: float) -> list[VideoFrame]:
         if self.rate is None or self._held is None:
             return []
-        # The last frame lasts until the stream's end (at least one tick).
-        out = self._emit_until(max(end, self._held[0] + 1e-6))
-        if not out and self._tick == 0:
-            out = self._emit_until(self._held[0] + float(1 / self.rate))
-        return out
+        # The last frame is shown until the stream's end, and at least as long as the frame
+        # interval before it (containers often end the stream at the last frame's timestamp).
+        return self._emit_until(max(end, self._held[0] + (self._interval or float(1 / self.rate))))
 
 
 class _AudioOut:

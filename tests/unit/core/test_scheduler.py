@@ -1,0 +1,178 @@
+"""Scheduler: order, fan-in, bounded memory, batching, errors, cleanup, cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+
+import pytest
+
+import avflow
+from avflow import Cancelled, NodeError
+from avflow.testing.dummies import Count, Slow, registry_with_dummies
+
+EVENTS: list[tuple[str, str]] = []
+
+
+class Recorder(Slow):
+    """Slow, recording its lifecycle in EVENTS (test-local state)."""
+
+    type = "test.recorder"
+
+    def open(self, ctx):
+        super().open(ctx)
+        EVENTS.append(("open", ctx.node_id))
+
+    def close(self, ctx):
+        EVENTS.append(("close", ctx.node_id))
+
+
+@pytest.fixture()
+def registry():
+    r = registry_with_dummies()
+    r.add(Recorder, "tests")
+    EVENTS.clear()
+    return r
+
+
+def graph(nodes: dict, outputs: dict | None = None, name: str = "g") -> dict:
+    return {"name": name, "nodes": nodes, "outputs": outputs or {}}
+
+
+def run(g, registry, **kw):
+    return avflow.run(g, registry=registry, device="cpu", output_dir=kw.pop("output_dir", None) or "out/test",
+                      **kw)
+
+
+def test_fan_out_and_fan_in_deliver_every_item_in_order_per_port(registry, tmp_path):
+    g = graph({
+        "src": {"type": "test.count", "params": {"n": 20}},
+        "s1": {"type": "test.slow", "inputs": {"items": "src.items"}},
+        "m": {"type": "test.merge", "inputs": {"a": "s1.items", "b": "src.odd",
+                                               "many": ["src.items", "s1.items"]}},
+    }, {"log": "m.log", "s1": "s1.items"})
+    res = run(g, registry, output_dir=tmp_path)
+    seen = res.outputs["log"].data["seen"]
+    assert [p for port, p in seen if port == "a"] == list(range(20))
+    assert [p for port, p in seen if port == "b"] == list(range(1, 20, 2))
+    assert sorted(p for port, p in seen if port == "many") == sorted(list(range(20)) * 2)
+    assert sorted(res.outputs["log"].data["ended"]) == ["a", "b", "many"]
+    assert [i.pts for i in res.outputs["s1"]] == list(range(20))
+    assert res.plan.order == ["src", "s1", "m"]
+
+
+def test_memory_is_bounded_by_queues_not_stream_length(registry, tmp_path):
+    # 1500 items of 200 kB = 300 MB if the source ran ahead; bounded queues keep it to a few MB.
+    g = graph({
+        "src": {"type": "test.count", "params": {"n": 1500, "size": 50_000}},
+        "slow": {"type": "test.slow", "inputs": {"items": "src.items"}, "params": {"delay": 0.0005}},
+        "m": {"type": "test.merge", "inputs": {"a": "slow.items"}},
+    })
+    tracemalloc.start()
+    try:
+        res = run(g, registry, output_dir=tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    stats = {s.node: s for s in res.stats}
+    assert stats["slow"].max_queue <= stats["slow"].queue_capacity == Slow.queue_size
+    assert stats["m"].items_in == 1500
+    assert peak < 30e6, f"peak traced memory {peak / 1e6:.1f} MB grows with the stream"
+
+
+def test_batching_sizes_partial_flush_and_device(registry, tmp_path):
+    g = graph({
+        "src": {"type": "test.count", "params": {"n": 10, "size": 3}},
+        "b": {"type": "test.batch_sum", "inputs": {"items": "src.items"}, "params": {"batch_size": 4}},
+    }, {"sums": "b.sums"})
+    res = run(g, registry, output_dir=tmp_path)
+    batches = [r.data for r in res.outputs["sums"]]
+    assert [b["size"] for b in batches] == [4, 4, 2]
+    assert all(b["device"] == "cpu" for b in batches)
+    assert batches[0]["shape"] == (4, 3)
+    assert [s for b in batches for s in b["sums"]] == [3.0 * i for i in range(10)]
+
+
+def test_node_error_names_graph_node_and_time_and_closes_every_node(registry, tmp_path):
+    g = graph({
+        "src": {"type": "test.count", "params": {"n": 500}},
+        "a": {"type": "test.recorder", "inputs": {"items": "src.items"}, "params": {"fail_at": 7}},
+        "b": {"type": "test.recorder", "inputs": {"items": "a.items"}},
+    }, name="broken")
+    with pytest.raises(NodeError) as info:
+        run(g, registry, output_dir=tmp_path)
+    err = info.value
+    assert (err.graph, err.node, err.pts) == ("broken", "a", 7)
+    assert str(err) == ("graph 'broken': node 'a' (test.recorder) failed in process at t=0.280s (pts 7): "
+                        "ValueError: bad item 7")
+    assert isinstance(err.__cause__, ValueError) and err.exit_code == 1
+    assert sorted(n for e, n in EVENTS if e == "close") == ["a", "b"]
+
+
+def test_source_error_is_reported(registry, tmp_path):
+    g = graph({"src": {"type": "test.count", "params": {"n": 50, "fail_at": 3}},
+               "m": {"type": "test.merge", "inputs": {"a": "src.items"}}})
+    with pytest.raises(NodeError, match="node 'src' .* failed in generate: RuntimeError: count failed at 3"):
+        run(g, registry, output_dir=tmp_path)
+
+
+def test_cancellation_stops_the_run_and_closes_nodes(registry, tmp_path):
+    g = graph({
+        "src": {"type": "test.count", "params": {"n": 100_000, "interval": 0.0005}},
+        "a": {"type": "test.recorder", "inputs": {"items": "src.items"}},
+    })
+    runner = avflow.Runner(g, registry=registry, device="cpu", output_dir=tmp_path)
+    threading.Timer(0.3, runner.cancel).start()
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        runner.run()
+    assert time.perf_counter() - t0 < 5
+    assert ("close", "a") in EVENTS
+
+
+def test_two_runners_in_one_process_and_progress(registry, tmp_path):
+    events = []
+    results = {}
+
+    def work(n):
+        g = graph({"src": {"type": "test.count", "params": {"n": n}},
+                   "b": {"type": "test.batch_sum", "inputs": {"items": "src.items"}}}, {"sums": "b.sums"})
+        results[n] = avflow.Runner(g, registry=registry, device="cpu", output_dir=tmp_path / str(n),
+                                   progress=events.append).run()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (30, 50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.data["size"] for r in results[30].outputs["sums"]) == 30
+    assert sum(r.data["size"] for r in results[50].outputs["sums"]) == 50
+    finals = {(e.node, e.total) for e in events if e.done == e.total}
+    assert finals == {("src", 30), ("src", 50)}
+
+
+def test_graph_params_flow_into_node_configs(registry, tmp_path):
+    g = {"params": {"n": {"type": "int", "default": 4}},
+         "nodes": {"src": {"type": "test.count", "params": {"n": "${n}"}},
+                   "b": {"type": "test.batch_sum", "inputs": {"items": "src.items"}}},
+         "outputs": {"sums": "b.sums"}}
+    res = avflow.run(g, {"n": 6, "b.batch_size": 6}, registry=registry, device="cpu", output_dir=tmp_path)
+    assert res.outputs["sums"].data["size"] == 6
+
+
+def test_profile_reports_every_node(registry, tmp_path):
+    from avflow.runtime.runner import format_profile
+
+    g = graph({"src": {"type": "test.count", "params": {"n": 8}},
+               "b": {"type": "test.batch_sum", "inputs": {"items": "src.items"}}})
+    res = run(g, registry, output_dir=tmp_path)
+    prof = res.profile()
+    assert [n["node"] for n in prof["nodes"]] == ["src", "b"]
+    assert prof["nodes"][1]["items_in"] == 8 and prof["nodes"][1]["batches"] == 2
+    table = format_profile(res)
+    assert "test.batch_sum" in table and "wall time" in table
+
+
+def test_count_dummy_is_a_source():
+    assert Count.inputs == {} and "items" in Count.outputs
