@@ -212,7 +212,7 @@ class Node:
     #: Model files this node can load, for ``avflow models``.
     models: ClassVar[Sequence[ModelFile]] = ()
     #: Bounded inbox size; raise it for nodes that must look ahead (windows, batches).
-    queue_size: ClassVar[int] = 32
+    queue_size: ClassVar[int] = 16
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()

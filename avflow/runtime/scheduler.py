@@ -23,6 +23,7 @@ from ..graph.validate import Plan, PlannedNode
 from ..node import Node, NodeContext, Progress
 from ..payloads import Payload
 from .batching import collate
+from .memory import pin_mmap_threshold
 
 _POLL = 0.1  # seconds between cancellation checks while blocked on a queue
 
@@ -122,6 +123,7 @@ class Scheduler:
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> dict[str, list[Payload]]:
+        pin_mmap_threshold()
         threads = [threading.Thread(target=self._run_worker, args=(w,), name=f"avflow:{nid}", daemon=True)
                    for nid, w in self.workers.items()]
         for t in threads:

@@ -48,7 +48,7 @@ class Mux(Node):
         "audio": Port(AudioChunk, "audio to encode", optional=True),
     }
     outputs = {"file": Port(File, "the written mp4")}
-    queue_size = 64
+    queue_size = 32
 
     def open(self, ctx) -> None:
         self._writer: MediaWriter | None = None
