@@ -15,7 +15,7 @@ from .types import GRAPH_PARAM_TYPES
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _TOP_KEYS = ("name", "description", "params", "nodes", "outputs")
 _PARAM_KEYS = ("type", "default", "required", "doc", "choices")
-_NODE_KEYS = ("type", "params", "inputs", "doc")
+_NODE_KEYS = ("type", "params", "inputs", "doc", "when")
 
 
 class LineDict(dict):
@@ -194,7 +194,7 @@ def load_graph(source: str | Path | dict, *, name: str | None = None) -> GraphSp
             ninputs[port] = refs
         nodes[node_id] = NodeSpec(
             id=node_id, type=ntype, params=dict(nparams), inputs=ninputs,
-            doc=str(ndef.get("doc", "") or ""), line=line,
+            doc=str(ndef.get("doc", "") or ""), when=ndef.get("when"), line=line,
             param_lines={k: _line(nparams, k) for k in nparams},
             input_lines=input_lines,
         )

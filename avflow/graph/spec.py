@@ -24,6 +24,11 @@ A graph file looks like this::
 
 ``${name}`` in a node param refers to a graph param: alone it takes the param's typed value,
 inside a longer string it is replaced by its text.
+
+``when:`` enables a node only under a condition on graph params: ``"${save_faces}"`` (a bool),
+``"${scorer} == syncnet"`` or ``"${scorer} != motion"``. A disabled node and its connections
+are left out, so an input may list alternative sources (``[motion.scores, syncnet.scores]``)
+as long as only one of them is enabled.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class NodeSpec:
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, list[PortRef]] = field(default_factory=dict)
     doc: str = ""
+    when: str | bool | None = None  # "${flag}", "${name} == value" or "${name} != value"
     line: int | None = None
     param_lines: dict[str, int] = field(default_factory=dict)
     input_lines: dict[str, int] = field(default_factory=dict)
@@ -105,6 +111,8 @@ class GraphSpec:
                                for k, v in n.inputs.items()}
             if n.doc:
                 d["doc"] = n.doc
+            if n.when is not None:
+                d["when"] = n.when
             nodes[n.id] = d
         return {"name": self.name, "description": self.description, "params": params,
                 "nodes": nodes, "outputs": {k: str(v) for k, v in self.outputs.items()}}

@@ -57,6 +57,7 @@ class Plan:
     params: dict[str, Any]
     outputs: dict[str, PortRef]
     unbound: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)  # nodes switched off by their `when`
 
     @property
     def name(self) -> str:
@@ -184,11 +185,16 @@ def validate(
             return {k: substitute(v, line, where) for k, v in value.items()}
         return value
 
+    disabled = {node.id for node in spec.nodes.values()
+                if not _enabled(node, spec, values, lambda m, line, **kw: issue(m, line, **kw))}
+
     # -- nodes and their configs -------------------------------------------------------------
     classes: dict[str, type[Node]] = {}
     configs: dict[str, Any] = {}
     for node in spec.nodes.values():
         cls = registry.get(node.type) if node.type else None
+        if node.id in disabled and cls is not None:
+            continue  # its type exists; its params and wiring do not matter in this run
         if cls is None:
             if node.type:
                 matches = registry.close_matches(node.type)
@@ -256,14 +262,17 @@ def validate(
 
     # -- wiring ------------------------------------------------------------------------------
     consumers: dict[str, dict[str, list[tuple[str, str]]]] = {n: {} for n in spec.nodes}
-    deps: dict[str, set[str]] = {n: set() for n in spec.nodes}
+    deps: dict[str, set[str]] = {n: set() for n in spec.nodes if n not in disabled}
     for node in spec.nodes.values():
         cls = classes.get(node.id)
-        if cls is None:
+        if cls is None or node.id in disabled:
             continue
         where = {"node": node.id, "node_type": node.type}
-        for port, refs in node.inputs.items():
+        for port, all_refs in node.inputs.items():
             line = node.input_lines.get(port, node.line)
+            refs = [r for r in all_refs if r.node not in disabled]
+            if not refs:
+                continue  # every source is disabled by its `when`: the port is unconnected
             in_port = cls.inputs.get(port)
             if in_port is None:
                 issue(f"no input port '{port}'; {_close(port, list(cls.inputs))}"
@@ -298,11 +307,19 @@ def validate(
                 consumers[ref.node].setdefault(ref.port, []).append((node.id, port))
                 deps[node.id].add(ref.node)
         for port, p in cls.inputs.items():
-            if not p.optional and port not in node.inputs:
+            fed = [r for r in node.inputs.get(port, []) if r.node not in disabled]
+            if not p.optional and not fed:
+                if node.inputs.get(port):
+                    issue(f"required input '{port}' ({p.kind.__name__}) has no enabled source: "
+                          f"{', '.join(map(str, node.inputs[port]))} are disabled by their 'when'",
+                          node.line, field=port, **where)
+                    continue
                 issue(f"required input '{port}' ({p.kind.__name__}) is not connected"
                       + (f": {p.doc}" if p.doc else ""), node.line, field=port, **where)
 
     for oname, ref in spec.outputs.items():
+        if ref.node in disabled:
+            continue
         src_cls = classes.get(ref.node)
         if ref.node not in spec.nodes:
             issue(f"output '{oname}': no node '{ref.node}'; {_close(ref.node, list(spec.nodes))}"
@@ -317,7 +334,7 @@ def validate(
             first = spec.nodes[cycle[0]]
             issue("cycle: " + " -> ".join(cycle + [cycle[0]]) + "; graphs must be acyclic",
                   first.line, node=cycle[0])
-        order = list(spec.nodes)
+        order = [n for n in spec.nodes if n not in disabled]
 
     if issues:
         raise GraphValidationError(issues, graph=spec.name)
@@ -325,10 +342,44 @@ def validate(
     planned = {}
     for node_id in order:
         node = spec.nodes[node_id]
+        inputs = {p: [r for r in refs if r.node not in disabled] for p, refs in node.inputs.items()}
         planned[node_id] = PlannedNode(
             id=node_id, spec=node, cls=classes[node_id], config=configs.get(node_id),
-            inputs={p: list(r) for p, r in node.inputs.items()}, consumers=consumers[node_id])
-    return Plan(graph=spec, nodes=planned, params=values, outputs=dict(spec.outputs), unbound=unbound)
+            inputs={p: r for p, r in inputs.items() if r}, consumers=consumers[node_id])
+    outputs = {name: ref for name, ref in spec.outputs.items() if ref.node not in disabled}
+    return Plan(graph=spec, nodes=planned, params=values, outputs=outputs, unbound=unbound,
+                disabled=sorted(disabled))
+
+
+_WHEN = re.compile(r"^\s*\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*(?:(==|!=)\s*(.*?))?\s*$")
+
+
+def _enabled(node: NodeSpec, spec: GraphSpec, values: dict[str, Any], issue) -> bool:
+    """Evaluate a node's ``when``; problems are reported and leave the node enabled."""
+    when = node.when
+    if when is None or isinstance(when, bool):
+        return when is not False
+    m = _WHEN.match(str(when))
+    if not m:
+        issue(f"invalid when {when!r}: write \"${{flag}}\", \"${{name}} == value\" or \"${{name}} != value\"",
+              node.line, node=node.id)
+        return True
+    name, op, rhs = m.groups()
+    if name not in spec.params:
+        issue(f"when: unknown graph parameter ${{{name}}}; {_close(name, list(spec.params))}"
+              f"parameters: {', '.join(spec.params) or '(none)'}", node.line, node=node.id)
+        return True
+    value = values.get(name)
+    if isinstance(value, _Unbound):
+        # Validating without run-time values: a required param's node is checked as enabled.
+        value = spec.params[name].default if not spec.params[name].required else None
+        if value is None:
+            return True
+    if op is None:
+        return bool(value)
+    rhs = rhs.strip().strip("'\"")
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return (text == rhs) == (op == "==")
 
 
 class _UnboundInString(Exception):

@@ -186,3 +186,43 @@ def test_embedded_param_reference_and_dict_source(registry):
     })
     plan = validate(spec, registry)
     assert plan.nodes["m"].inputs["many"][1].port == "odd"
+
+
+WHEN = """\
+params:
+  mode: {type: str, default: fast, choices: [fast, slow]}
+  extra: {type: bool, default: false}
+nodes:
+  src: {type: test.count}
+  fast: {type: test.slow, inputs: {items: src.items}, when: "${mode} == fast"}
+  slow: {type: test.slow, inputs: {items: src.items}, params: {delay: 0.01}, when: "${mode} != fast"}
+  m: {type: test.merge, inputs: {a: [fast.items, slow.items]}}
+  more: {type: test.merge, inputs: {a: src.items}, when: "${extra}"}
+outputs:
+  log: m.log
+  more: more.log
+"""
+
+
+def test_when_switches_nodes_and_alternative_sources(registry):
+    plan = validate(load_graph(WHEN), registry)
+    assert plan.order == ["src", "fast", "m"] and plan.disabled == ["more", "slow"]
+    assert [str(r) for r in plan.nodes["m"].inputs["a"]] == ["fast.items"]
+    assert list(plan.outputs) == ["log"]
+    plan = validate(load_graph(WHEN), registry, {"mode": "slow", "extra": True})
+    assert plan.order == ["src", "slow", "more", "m"]
+
+
+def test_when_problems(registry):
+    both = WHEN.replace('when: "${mode} != fast"', 'when: "${mode} != nope"')
+    assert problems(both, registry) == [
+        "m(test.merge).a: input fed 2 times (fast.items, slow.items); this port takes exactly one source"]
+    none = WHEN.replace('when: "${mode} != fast"', 'when: "${mode} == nope"').replace(
+        'when: "${mode} == fast"', 'when: "${mode} == nope"')
+    assert problems(none, registry) == [
+        "m(test.merge).a: required input 'a' (Tensor) has no enabled source: fast.items, slow.items "
+        "are disabled by their 'when'"]
+    assert problems(WHEN.replace('"${extra}"', '"${extar}"'), registry) == [
+        "more: when: unknown graph parameter ${extar}; did you mean 'extra'? parameters: mode, extra"]
+    assert problems(WHEN.replace('"${extra}"', '"extra is on"'), registry)[0].startswith(
+        "more: invalid when 'extra is on'")
