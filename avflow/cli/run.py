@@ -76,12 +76,17 @@ def run(graph, sets, output_dir, device, quiet, profile, inputs, input_param, ex
     if not quiet:
         for name, value in result.outputs.items():
             items = value if isinstance(value, list) else [value]
-            shown = [str(getattr(v, "path", v)) for v in items if v is not None]
+            shown = [_describe(v) for v in items if v is not None]
             if len(shown) > 5:
                 shown = shown[:5] + [f"... ({len(items)} items)"]
             click.echo(f"{name}: {', '.join(shown) if shown else '(nothing)'}", err=True)
     click.echo(json.dumps({"output_dir": str(result.output_dir),
                            "outputs": {k: _jsonable(v) for k, v in result.outputs.items()}}))
+
+
+def _describe(value) -> str:
+    path = getattr(value, "path", None)
+    return str(path) if path is not None else f"<{type(value).__name__}>"
 
 
 def _jsonable(value):

@@ -1,0 +1,122 @@
+"""Diarization outputs: segments, JSON schema, RTTM, plot, annotated frames, per-face clips."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from avflow import AudioChunk, Box, FaceCrop, FaceTrack, MediaInfo, Record, TrackedFaces, VideoFrame
+from avflow.testing import NodeRunner
+from avflow_sync.nodes.annotate import Annotate
+from avflow_sync.nodes.diarization import DiarizationWriter
+from avflow_sync.nodes.face_clips import FaceClips
+from avflow_sync.report import FrameResult, rttm, segments
+
+TB = Fraction(1, 25)
+
+
+def frame_results(active):
+    return [FrameResult(index=i, time=i / 25, active=a) for i, a in enumerate(active)]
+
+
+def test_segments_are_runs_of_one_speaker_ending_at_the_next_frame():
+    frames = frame_results(["a", "a", None, "b", "b", "b", "a"])
+    assert segments(frames, end_time=7 / 25) == [
+        {"speaker": "a", "start": 0.0, "end": 0.08},
+        {"speaker": "b", "start": 0.12, "end": 0.24},
+        {"speaker": "a", "start": 0.24, "end": 0.28},
+    ]
+    assert segments(frame_results([None, None]), end_time=0.08) == []
+
+
+def test_rttm_lines():
+    text = rttm("my talk", [{"speaker": "face_1", "start": 0.12, "end": 3.1}])
+    assert text == "SPEAKER my_talk 1 0.120 2.980 <NA> <NA> face_1 <NA> <NA>\n"
+    assert rttm("x", []) == ""
+
+
+def tracked(i, faces, w=200, h=100):
+    return TrackedFaces(pts=i, time_base=TB, frame_index=i, width=w, height=h,
+                        faces=[FaceTrack(tid, Box(*box)) for tid, box in faces])
+
+
+def decision(i, active, scores):
+    return Record(pts=i, time_base=TB, data={"frame_index": i, "time": i / 25, "active": active, "scores": scores})
+
+
+def test_writer_produces_the_contract_json_rttm_and_plot(tmp_path):
+    runner = NodeRunner(DiarizationWriter, output_dir=tmp_path, video="talk.mp4", threshold=0.5)
+    runner.feed("info", MediaInfo(pts=0, time_base=Fraction(1, 1000), path="talk.mp4", duration=0.2,
+                                  width=200, height=100, fps=25.0, n_frames=5))
+    boxes = {"face_0": (10, 10, 40, 40), "face_1": (120, 10, 40, 40)}
+    for i in range(5):
+        faces = [("face_0", boxes["face_0"])] + ([("face_1", boxes["face_1"])] if i >= 2 else [])
+        runner.feed("tracks", tracked(i, faces))
+    actives = [None, "face_0", "face_0", "face_1", "face_1"]
+    for i, a in enumerate(actives):
+        scores = {"face_0": 0.1 * i, **({"face_1": 0.9} if i >= 2 else {})}
+        runner.feed("active", decision(i, a, scores))
+    out = runner.finish()
+    doc = json.loads(out["json"][0].path.read_text())
+    assert doc == out["result"][0].data
+    assert {k: doc[k] for k in ("schema", "video", "fps", "n_frames", "width", "height")} == {
+        "schema": "avflow.diarization/1", "video": "talk.mp4", "fps": 25.0, "n_frames": 5, "width": 200, "height": 100}
+    assert doc["tracks"][1] == {"id": "face_1", "boxes": [[i, 120.0, 10.0, 40.0, 40.0] for i in (2, 3, 4)]}
+    assert doc["scores"]["face_1"] == [None, None, 0.9, 0.9, 0.9]
+    assert doc["active"] == actives
+    assert doc["segments"] == [{"speaker": "face_0", "start": 0.04, "end": 0.12},
+                               {"speaker": "face_1", "start": 0.12, "end": 0.2}]
+    assert out["rttm"][0].path.read_text().splitlines() == [
+        "SPEAKER talk 1 0.040 0.080 <NA> <NA> face_0 <NA> <NA>",
+        "SPEAKER talk 1 0.120 0.080 <NA> <NA> face_1 <NA> <NA>"]
+    png = out["plot"][0].path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diarization.json", "diarization.rttm", "sync_signals.png"]
+
+
+def test_annotate_waits_for_decisions_and_draws_the_speaker():
+    runner = NodeRunner(Annotate, max_pending=10)
+    img = np.zeros((100, 200, 3), np.uint8)
+    for i in range(4):
+        runner.feed("frames", VideoFrame(pts=i, time_base=TB, image=img, index=i))
+        runner.feed("tracks", tracked(i, [("face_0", (10, 10, 40, 40)), ("face_1", (120, 10, 40, 40))]))
+    assert runner.outputs["frames"] == []  # no decision yet: frames are held
+    runner.feed("active", decision(0, "face_1", {}))
+    runner.feed("active", decision(1, None, {}))
+    assert [f.index for f in runner.outputs["frames"]] == [0, 1]
+    out = runner.finish()["frames"]
+    assert [f.index for f in out] == [0, 1, 2, 3]  # undecided frames still come out at the end
+    green = out[0].image[..., 1] > 200
+    assert green[:, 115:165].any() and not green[:, 5:55].any()  # the speaker's box, not the other
+    assert not (out[1].image[..., 1] > 200).any()  # nobody speaks in frame 1
+    with pytest.raises(Exception, match="more than 3 frames wait"):
+        r = NodeRunner(Annotate, max_pending=3)
+        for i in range(5):
+            r.feed("frames", VideoFrame(pts=i, time_base=TB, image=img, index=i))
+
+
+def test_face_clips_write_one_video_per_track_with_its_audio(tmp_path):
+    runner = NodeRunner(FaceClips, output_dir=tmp_path)
+    rate = 16000
+    for k in range(20):  # 2 s of audio in 0.1 s chunks, arriving ahead of the crops
+        runner.feed("audio", AudioChunk(pts=k * 1600, time_base=Fraction(1, rate),
+                                        samples=np.full((1, 1600), 0.1, np.float32), sample_rate=rate))
+    crop = np.full((64, 64, 3), 128, np.uint8)
+    for i in range(50):
+        if i >= 10:  # face_1 appears at 0.4 s
+            runner.feed("crops", FaceCrop(pts=i, time_base=TB, track_id="face_1", frame_index=i, image=crop,
+                                          box=Box(0, 0, 64, 64)))
+        if i < 25:  # face_0 leaves at 1.0 s
+            runner.feed("crops", FaceCrop(pts=i, time_base=TB, track_id="face_0", frame_index=i, image=crop,
+                                          box=Box(0, 0, 64, 64)))
+    files = sorted(f.path.name for f in runner.finish()["files"])
+    assert files == ["face_0.mp4", "face_1.mp4"]
+    for name, n_frames, seconds in (("face_0.mp4", 25, 1.0), ("face_1.mp4", 40, 1.6)):
+        with av.open(str(tmp_path / "faces" / name)) as c:
+            assert c.streams.video[0].frames == n_frames
+            samples = sum(f.samples for f in c.decode(audio=0))
+        assert samples / rate == pytest.approx(seconds, abs=0.07)
