@@ -47,6 +47,11 @@ class FaceDetect(Node):
     ``max_side`` first, and very wide or tall frames are searched in overlapping windows, because
     MediaPipe letterboxes its input to a small square (192 px for ``full``).
 
+    ``every_n > 1`` repeats the last boxes on the frames in between. Measured against detection
+    on every frame (talking1-3, sun; 60 frames each), the mean IoU of the repeated boxes is
+    0.98-0.996 at N=2 (worst frame 0.91) and 0.94-0.99 at N=5 (worst 0.80); faces that appear or
+    leave are seen up to N-1 frames late. The default stays 1.
+
     Ports:
       - in ``frames`` (VideoFrame): RGB frames.
       - out ``detections`` (FaceDetections): the faces found in each frame.

@@ -1,8 +1,50 @@
-"""avflow built-in plugin: sync nodes (registered through the avflow.plugins entry point)."""
+"""avflow built-in plugin: audio-visual sync (registered through the avflow.plugins entry point).
+
+Nodes: ``sync.mel`` (Wav2Lip's mel spectrogram, streamed), ``sync.windows`` (5 frames x 16 mel
+columns per track), ``sync.syncnet`` (Wav2Lip's lip-sync expert), ``sync.smooth`` (per-track
+moving mean/median), ``sync.speaker`` (active speaker per frame). Algorithms live in plain
+modules (:mod:`.mel`, :mod:`.windows`, :mod:`.syncnet`, :mod:`.smoothing`, :mod:`.decision`),
+node classes in :mod:`.nodes`.
+"""
 
 from avflow import hookimpl
 
 
 @hookimpl
 def avflow_register_nodes():
-    return []
+    from .nodes.annotate import Annotate
+    from .nodes.diarization import DiarizationWriter
+    from .nodes.face_clips import FaceClips
+    from .nodes.mel import MelSpectrogram
+    from .nodes.smooth import ScoreSmoother
+    from .nodes.speaker import SpeakerDecision
+    from .nodes.syncnet import SyncNetScorer
+    from .nodes.windows import SyncWindows
+
+    return [
+        MelSpectrogram,
+        SyncWindows,
+        SyncNetScorer,
+        ScoreSmoother,
+        SpeakerDecision,
+        DiarizationWriter,
+        Annotate,
+        FaceClips,
+    ]
+
+
+@hookimpl
+def avflow_register_model_scaffolds():
+    from avflow.node import ModelScaffold
+
+    return [ModelScaffold(name="syncnet", doc="Wav2Lip lip-sync expert with random weights (lipsync_expert.pth)",
+                          write=_write_syncnet_scaffold)]
+
+
+def _write_syncnet_scaffold(directory, tiny, seed):
+    """Write ``DIR/lipsync_expert.pth`` (``tiny`` is ignored: the format fixes the architecture)."""
+    from pathlib import Path
+
+    from .syncnet import save_random_syncnet
+
+    return [save_random_syncnet(Path(directory) / "lipsync_expert.pth", seed)]

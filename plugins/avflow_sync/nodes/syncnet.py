@@ -1,0 +1,142 @@
+"""``sync.syncnet``: Wav2Lip's lip-sync expert scores each audio-visual window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+
+from avflow.errors import InputError, ModelError
+from avflow.node import Batch, BatchSpec, ModelFile, Node, NodeContext, Port, param
+from avflow.payloads import Score
+
+from ..payloads import SyncWindow
+from ..syncnet import AUDIO_INPUT, CHECKPOINT_HELP, FACE_INPUT
+
+
+@dataclass(frozen=True)
+class SyncNetConfig:
+    weights: Optional[Path] = param(None, "Wav2Lip's lip-sync expert checkpoint (lipsync_expert.pth)")
+    random_init: bool = param(False, "use seeded random weights instead of a checkpoint (tests and dry runs "
+                                     "only: the scores mean nothing)")
+    seed: int = param(0, "seed of the random weights (random_init only)")
+    batch_size: int = param(64, "windows per forward pass; windows of all tracks share batches", min=1)
+    precision: Literal["auto", "fp32", "fp16"] = param(
+        "auto", "auto: fp16 on CUDA, fp32 on CPU", choices=("auto", "fp32", "fp16"))
+
+
+class SyncNetScorer(Node):
+    """Lip-sync confidence of each window with Wav2Lip's colour SyncNet (the lip-sync expert).
+
+    The score is the cosine similarity of the face and audio embeddings, in [0, 1]; near 1 when
+    the lips match the sound.
+
+    Windows of all tracks are batched together (``batch_size``), in fp16 on CUDA. With windows
+    cut for an offset search (``sync.windows offset_search: N``) every window is also scored
+    against the audio shifted by ``-N .. N`` frames.
+
+    Ports:
+        windows (SyncWindow): from ``sync.windows``.
+    Outputs:
+        scores (Score): one per window, for its centre frame (``frame_index`` = first frame + 2,
+            ``pts`` of that frame); ``value``: the similarity at offset 0 (Wav2Lip's pairing);
+            ``extra``: ``window_start`` (first frame), ``mel_start``, and with an offset search
+            ``offset`` (frames, the best offset of this window: positive when the audio is late),
+            ``offset_score``, ``offset_confidence`` (best minus median over offsets),
+            ``offset_scores`` (every offset, null where the audio does not reach) and
+            ``track_offset`` (the best offset of the track's mean scores so far).
+    Params:
+        weights: path to ``lipsync_expert.pth`` (required unless ``random_init``).
+        random_init, seed: random weights for tests.
+        batch_size: windows per batch (64).
+        precision: auto | fp32 | fp16.
+
+    .. code-block:: yaml
+
+        syncnet:
+          type: sync.syncnet
+          params: {weights: ${syncnet_weights}, batch_size: 64}
+          inputs: {windows: windows.windows}
+    """
+
+    type = "sync.syncnet"
+    Config = SyncNetConfig
+    inputs = {"windows": Port(SyncWindow, "audio-visual windows from sync.windows")}
+    outputs = {"scores": Port(Score, "sync confidence per track for each window's centre frame")}
+    batch = BatchSpec(port="windows")
+    models = [ModelFile(
+        name="Wav2Lip lip-sync expert (SyncNet_color)", param="weights", required=True,
+        doc="lipsync_expert.pth from Wav2Lip (github.com/Rudrabha/Wav2Lip, checkpoints/): a torch checkpoint, "
+            "dict with 'state_dict' (face_encoder.N.conv_block.{0,1}.*, audio_encoder.N.conv_block.{0,1}.*); "
+            "read with weights_only=True")]
+    queue_size = 128
+
+    def open(self, ctx: NodeContext) -> None:
+        import torch
+
+        from ..syncnet import build_syncnet, load_syncnet, random_state_dict
+
+        c = self.config
+        device = ctx.device
+        if device == "auto":
+            from avflow.runtime.batching import resolve_device
+
+            device = resolve_device(device)
+        if c.weights is not None:
+            model = load_syncnet(c.weights, device)
+        elif c.random_init:
+            model = build_syncnet()
+            model.load_state_dict(random_state_dict(c.seed))
+            model = model.eval().to(device)
+        else:
+            raise ModelError(f"sync.syncnet needs weights: set weights to {CHECKPOINT_HELP} "
+                             f"(or random_init: true for a test run with meaningless scores)")
+        on_cuda = str(device).startswith("cuda")
+        fp16 = c.precision == "fp16" or (c.precision == "auto" and on_cuda)
+        if fp16 and not on_cuda:
+            ctx.logger.warning("precision fp16 asked for on %s; using fp32 (fp16 convolutions need CUDA)", device)
+            fp16 = False
+        self._dtype = torch.float16 if fp16 else torch.float32
+        self._model = model.to(self._dtype)
+        self._device = device
+        self._track_sums: dict[str, np.ndarray] = {}
+        self._track_counts: dict[str, np.ndarray] = {}
+
+    def process_batch(self, batch: Batch, ctx: NodeContext):
+        from ..syncnet import sync_similarity
+
+        video, mel = batch.tensors["video"], batch.tensors["mel"]
+        if tuple(video.shape[1:]) != FACE_INPUT or mel.dim() != 4 or tuple(mel.shape[2:]) != AUDIO_INPUT[1:]:
+            raise InputError(f"sync.syncnet.windows: expected video (B, 15, 48, 96) and mel (B, K, 80, 16), got "
+                             f"{tuple(video.shape)} and {tuple(mel.shape)}; feed sync.windows' output")
+        cos = sync_similarity(self._model, video.to(self._device), mel.to(self._device), self._dtype)
+        cos = cos.cpu().numpy().astype(np.float64)
+        valid = batch.tensors["mel_valid"].cpu().numpy().astype(bool)
+        out = []
+        for i, w in enumerate(batch.items):
+            n = w.n_offsets // 2
+            extra = {"window_start": w.frame_index, "mel_start": w.mel_start}
+            if w.n_offsets > 1:
+                extra.update(self._offsets(w, cos[i], valid[i]))
+            out.append(Score(pts=w.pts, time_base=w.time_base, track_id=w.track_id, frame_index=w.centre_index,
+                             value=float(cos[i, n]), extra=extra))
+        return {"scores": out}
+
+    def _offsets(self, w: SyncWindow, cos: np.ndarray, valid: np.ndarray) -> dict:
+        offsets = list(w.meta.get("offsets", range(-(w.n_offsets // 2), w.n_offsets // 2 + 1)))
+        masked = np.where(valid, cos, -np.inf)
+        best = int(np.argmax(masked))
+        sums = self._track_sums.setdefault(w.track_id, np.zeros(len(offsets)))
+        counts = self._track_counts.setdefault(w.track_id, np.zeros(len(offsets)))
+        sums += np.where(valid, cos, 0.0)
+        counts += valid
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
+        return {"offset": offsets[best], "offset_score": float(cos[best]),
+                "offset_confidence": float(cos[best] - np.median(cos[valid])),
+                "offset_scores": [float(v) if ok else None for v, ok in zip(cos, valid)],
+                "track_offset": offsets[int(np.argmax(means))]}
+
+    def close(self, ctx: NodeContext) -> None:
+        self._model = None

@@ -1,0 +1,49 @@
+"""Payloads of the sync plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from avflow.payloads import Payload
+
+
+@dataclass
+class SyncWindow(Payload):
+    """One audio-visual window of one face track, ready for SyncNet (Wav2Lip's ``syncnet_T = 5``).
+
+    ``pts``/``time_base`` are those of the window's *centre* frame (``frame_index + 2``), the
+    frame its score describes.
+
+    :ivar track_id: face track.
+    :ivar frame_index: first of the 5 consecutive frames.
+    :ivar video: uint8 (15, 48, 96): the lower halves of 5 crops, frame-major, 3 colour channels
+        each in ``channel_order`` (Wav2Lip's expert was trained on OpenCV's BGR); the scorer
+        divides by 255.
+    :ivar mel: float32 (K, 80, 16): the 16 mel columns paired with the frames, for each of
+        ``K = 2 N + 1`` audio offsets ``-N .. N`` frames (index ``N`` is offset 0, Wav2Lip's
+        pairing; ``K = 1`` without an offset search).
+    :ivar mel_valid: bool (K,): whether that offset's columns exist (offset 0 always does).
+    :ivar mel_start: first mel column at offset 0 (``int(80 * t)``, ``t`` the first frame's
+        time from the start of the audio).
+    """
+
+    track_id: str
+    frame_index: int
+    video: np.ndarray
+    mel: np.ndarray
+    mel_valid: np.ndarray
+    mel_start: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    tensor_fields: ClassVar[tuple[str, ...]] = ("video", "mel", "mel_valid")
+
+    @property
+    def centre_index(self) -> int:
+        return self.frame_index + 2
+
+    @property
+    def n_offsets(self) -> int:
+        return int(self.mel.shape[0])

@@ -1,0 +1,116 @@
+"""faces.landmarks: Face Mesh per tracked face, right face for the right track, streamed join."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from avflow import Box, FaceTrack, InputError, TrackedFaces
+from avflow.testing import NodeRunner
+from avflow_faces import FaceDetect, FaceLandmarks
+from avflow_faces import mesh
+
+TB = Fraction(1, 25)
+
+
+def tracked(i, faces, w, h):
+    return TrackedFaces(pts=i, time_base=TB, frame_index=i, width=w, height=h,
+                        faces=[FaceTrack(track_id=tid, box=box) for tid, box in faces])
+
+
+@pytest.fixture(scope="module")
+def two_face_boxes(two_faces, make_frames):
+    det = NodeRunner(FaceDetect).run({"frames": make_frames([two_faces])})["detections"][0]
+    return sorted(det.boxes, key=lambda b: b.x)
+
+
+def test_landmarks_of_two_faces_land_in_their_own_boxes(two_faces, two_face_boxes, make_frames):
+    left, right = two_face_boxes
+    # Give the tracks in "wrong" order, right face first, to show ids follow boxes, not positions.
+    tracks = tracked(0, [("face_0", right), ("face_1", left)], 700, 350)
+    out = NodeRunner(FaceLandmarks).run({"frames": make_frames([two_faces]), "tracks": [tracks]})["tracks"]
+    assert len(out) == 1 and [f.track_id for f in out[0].faces] == ["face_0", "face_1"]
+    for face, box in zip(out[0].faces, (right, left)):
+        lm = face.landmarks
+        assert lm.shape == (mesh.N_LANDMARKS, 3) and lm.dtype == np.float32
+        grown = Box(box.x - 0.15 * box.w, box.y - 0.15 * box.h, 1.3 * box.w, 1.3 * box.h)
+        inside = ((lm[:, 0] >= grown.x) & (lm[:, 0] <= grown.x + grown.w)
+                  & (lm[:, 1] >= grown.y) & (lm[:, 1] <= grown.y + grown.h))
+        assert inside.mean() > 0.95
+        # The lips are in the lower half of the face box, between the mouth corners.
+        for k in mesh.LIPS:
+            assert box.x <= lm[k, 0] <= box.x + box.w and box.y + 0.45 * box.h <= lm[k, 1] <= box.y + box.h
+        assert lm[mesh.MOUTH_CORNER_RIGHT, 0] < lm[mesh.INNER_LIP_TOP, 0] < lm[mesh.MOUTH_CORNER_LEFT, 0]
+        assert lm[mesh.INNER_LIP_TOP, 1] <= lm[mesh.INNER_LIP_BOTTOM, 1] + 1
+        assert 0.0 <= mesh.mouth_opening(lm) < 1.0
+        assert abs(float(lm[:, 2].mean())) < box.w  # z on the pixel scale of x
+    assert out[0].faces[0].box is right  # boxes and everything else are kept
+
+
+def test_landmarks_none_where_there_is_no_face(two_faces, make_frames):
+    blank = np.zeros_like(two_faces)
+    tracks = tracked(0, [("face_0", Box(100, 100, 120, 120))], 700, 350)
+    out = NodeRunner(FaceLandmarks).run({"frames": make_frames([blank]), "tracks": [tracks]})["tracks"]
+    assert out[0].faces[0].landmarks is None
+    assert out[0].faces[0].track_id == "face_0"
+
+
+def test_landmarks_joins_out_of_step_ports_and_keeps_order(two_faces, two_face_boxes, make_frames):
+    frames = make_frames([two_faces] * 4)
+    tracks = [tracked(i, [("face_0", two_face_boxes[0])] if i != 2 else [], 700, 350) for i in range(4)]
+    runner = NodeRunner(FaceLandmarks)
+    got = []
+    # Tracks lag the frames by two, as behind a tracker.
+    for i in range(4):
+        runner.feed("frames", frames[i])
+        if i >= 2:
+            runner.feed("tracks", tracks[i - 2])
+        got.append(len(runner.outputs["tracks"]))
+        assert runner.node.join.pending_frames <= 3
+    for t in tracks[2:]:
+        runner.feed("tracks", t)
+    out = runner.finish()["tracks"]
+    runner.close()
+    assert got == [0, 0, 1, 2]
+    assert [t.frame_index for t in out] == [0, 1, 2, 3]
+    assert out[2].faces == [] and all(out[i].faces[0].landmarks is not None for i in (0, 1, 3))
+
+
+def test_landmarks_track_without_frame_passes_through(two_face_boxes, two_faces, make_frames):
+    frames = make_frames([two_faces, two_faces])
+    frames[1].index = 2  # frame 1 never comes
+    tracks = [tracked(i, [("face_0", two_face_boxes[0])], 700, 350) for i in range(3)]
+    out = NodeRunner(FaceLandmarks).run({"frames": frames, "tracks": tracks})["tracks"]
+    assert [t.frame_index for t in out] == [0, 1, 2]
+    assert out[1].faces[0].landmarks is None and out[2].faces[0].landmarks is not None
+
+
+def test_landmarks_size_mismatch_is_an_input_error(two_faces, make_frames):
+    tracks = tracked(0, [("face_0", Box(10, 10, 50, 50))], 1280, 720)
+    with pytest.raises(InputError, match="1280x720"):
+        NodeRunner(FaceLandmarks).run({"frames": make_frames([two_faces]), "tracks": [tracks]})
+
+
+def test_mesh_constants_are_consistent():
+    assert len(mesh.OUTER_LIP) == 20 and len(set(mesh.OUTER_LIP)) == 20
+    assert len(mesh.INNER_LIP) == 20 and len(set(mesh.INNER_LIP)) == 20
+    assert len(mesh.LIPS) == 40 and max(mesh.LIPS) < mesh.N_LANDMARKS
+    assert {mesh.INNER_LIP_TOP, mesh.INNER_LIP_BOTTOM} <= set(mesh.INNER_LIP)
+    assert {mesh.MOUTH_CORNER_RIGHT, mesh.MOUTH_CORNER_LEFT, mesh.OUTER_LIP_TOP} <= set(mesh.OUTER_LIP)
+    lm = np.zeros((mesh.N_LANDMARKS, 3), np.float32)
+    lm[mesh.MOUTH_CORNER_RIGHT, :2] = (0, 10)
+    lm[mesh.MOUTH_CORNER_LEFT, :2] = (40, 10)
+    lm[mesh.INNER_LIP_TOP, :2] = (20, 5)
+    lm[mesh.INNER_LIP_BOTTOM, :2] = (20, 15)
+    assert mesh.mouth_opening(lm) == pytest.approx(0.25)
+
+
+def test_mesh_lip_contours_match_mediapipe():
+    import mediapipe as mp
+
+    edges = {frozenset(e) for e in mp.solutions.face_mesh.FACEMESH_LIPS}
+    for contour in (mesh.OUTER_LIP, mesh.INNER_LIP):
+        ring = {frozenset((a, b)) for a, b in zip(contour, contour[1:] + contour[:1])}
+        assert ring <= edges
