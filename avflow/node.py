@@ -123,11 +123,13 @@ class ModelScaffold:
     :param doc: one line for ``avflow models``.
     :param write: ``write(directory, tiny, seed) -> list[Path]`` of files written; ``tiny`` makes
         the smallest architecture that still loads through the same code.
+    :param default: written by ``avflow models scaffold DIR`` when no ``--name`` is given.
     """
 
     name: str
     doc: str
     write: Callable[[Path, bool, int], list[Path]]
+    default: bool = True
 
 
 @dataclass

@@ -82,14 +82,15 @@ def _scaffolds() -> dict:
 @click.option("--random", "random_", is_flag=True, required=True,
               help="write random weights (the only mode: weights are never downloaded)")
 @click.option("--tiny", is_flag=True, help="the smallest architecture that loads through the same code")
-@click.option("--name", "names", multiple=True, help="which scaffold(s) (default: all)")
+@click.option("--name", "names", multiple=True, help="which scaffold(s) (default: the default ones, "
+              "e.g. musetalk; list them with `avflow models`)")
 @click.option("--seed", type=int, default=0, show_default=True)
 def scaffold(directory: Path, random_: bool, tiny: bool, names: tuple[str, ...], seed: int) -> None:
     """Write a model folder in the real layout and formats, with random weights."""
     scaffolds = _scaffolds()
     if not scaffolds:
         raise click.ClickException("no plugin provides a model scaffold")
-    chosen = names or tuple(sorted(scaffolds))
+    chosen = names or tuple(sorted(n for n, s in scaffolds.items() if s.default))
     unknown = [n for n in chosen if n not in scaffolds]
     if unknown:
         raise click.BadParameter(f"unknown scaffold(s) {', '.join(unknown)}; have: {', '.join(sorted(scaffolds))}",

@@ -38,7 +38,7 @@ def avflow_register_model_scaffolds():
     from avflow.node import ModelScaffold
 
     return [ModelScaffold(name="syncnet", doc="Wav2Lip lip-sync expert with random weights (lipsync_expert.pth)",
-                          write=_write_syncnet_scaffold)]
+                          write=_write_syncnet_scaffold, default=False)]
 
 
 def _write_syncnet_scaffold(directory, tiny, seed):
