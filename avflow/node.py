@@ -30,7 +30,8 @@ dict mapping output port names to one payload or a list of payloads.
 Batching: a node that sets ``batch = BatchSpec(port=...)`` and has a ``batch_size`` config field
 gets ``process_batch(batch, ctx)`` for that port: the runtime collects up to ``batch_size``
 items, stacks their ``tensor_fields`` into tensors on ``ctx.device`` once, and flushes the last,
-partial batch when the port ends.
+partial batch when the port ends. On CPU, batched nodes of a run take turns in
+``process_batch`` (each one's torch ops already use every core).
 """
 
 from __future__ import annotations

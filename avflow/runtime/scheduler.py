@@ -100,6 +100,10 @@ class Scheduler:
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
         self.outputs: dict[str, list[Payload]] = {name: [] for name in plan.outputs}
+        # On CPU, batched (model) nodes take turns: each batch already uses every core through
+        # torch's intra-op threads, and two at once only oversubscribe them (measured 2-3x slower).
+        self._cpu_lock = threading.Lock() if device == "cpu" else None
+        self._open_lock = threading.Lock()
         self._output_ports: dict[tuple[str, str], list[str]] = {}
         for name, ref in plan.outputs.items():
             self._output_ports.setdefault((ref.node, ref.port), []).append(name)
@@ -154,10 +158,15 @@ class Scheduler:
     def _run_worker(self, w: _Worker) -> None:
         stage = "open"
         try:
-            t0 = time.perf_counter()
-            w.node.open(w.ctx)
-            w.opened = True
-            w.stats.open_s = time.perf_counter() - t0
+            # Opens take turns: libraries' lazy imports (transformers, diffusers) are not
+            # thread-safe, and loading is mostly GIL-bound anyway.
+            with self._open_lock:
+                if self._failed.is_set():
+                    raise _Stop
+                t0 = time.perf_counter()
+                w.opened = True  # close() runs even if open() fails half way
+                w.node.open(w.ctx)
+                w.stats.open_s = time.perf_counter() - t0
             if not w.planned.inputs:
                 stage = "generate"
                 self._run_source(w)
@@ -173,7 +182,8 @@ class Scheduler:
             self._fail(w, exc, stage)
         finally:
             try:
-                w.node.close(w.ctx)
+                if w.opened:
+                    w.node.close(w.ctx)
             except Exception as exc:  # noqa: BLE001 - keep the first error, report this one too
                 if self._error is None:
                     self._fail(w, exc, "close")
@@ -222,7 +232,11 @@ class Scheduler:
                 w.current = items[0]
                 batch = collate(batch_port, items, w.ctx.device)
                 w.stats.batches += 1
-                self._timed(w, w.node.process_batch, batch, w.ctx)
+                if self._cpu_lock is None:
+                    self._timed(w, w.node.process_batch, batch, w.ctx)
+                else:
+                    with self._cpu_lock:
+                        self._timed(w, w.node.process_batch, batch, w.ctx)
 
         while any(n > 0 for n in w.pending_ends.values()):
             port, item = self._get(w)

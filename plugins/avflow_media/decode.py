@@ -201,8 +201,10 @@ def _media_info(path: Path, container, vstream, astream, config: DecodeConfig) -
         if config.fps:
             fps = float(config.fps)
             n_frames = int(round(duration * fps))
-    if config.max_duration is not None and fps:
-        n_frames = min(n_frames, int(np.ceil(config.max_duration * fps)))
+    if config.max_duration is not None:
+        duration = min(duration, config.max_duration) if duration else config.max_duration
+        if fps:
+            n_frames = min(n_frames, int(np.ceil(config.max_duration * fps)))
     return MediaInfo(
         pts=0, time_base=Fraction(1, 1000), path=str(path), duration=duration, width=width, height=height,
         fps=fps, n_frames=n_frames, has_video=vstream is not None, has_audio=astream is not None,

@@ -1,8 +1,46 @@
-"""avflow built-in plugin: musetalk nodes (registered through the avflow.plugins entry point)."""
+"""avflow built-in plugin: MuseTalk-style lip-sync generation (v1 and v1.5), as graph nodes.
 
-from avflow import hookimpl
+``graphs/lipsync.yaml`` wires them::
+
+    media.decode (video) -> musetalk.face_region -> musetalk.crop -> musetalk.vae_encode ─┐
+    media.decode (audio) -> musetalk.whisper_features ───────────> musetalk.audio_prompts ┘
+        -> musetalk.unet -> musetalk.vae_decode -> musetalk.blend -> media.mux (+ audio)
+
+Pure modules (no node code, heavy imports inside functions): :mod:`.layout` (model folder),
+:mod:`.loading` (checked weight loading), :mod:`.scaffold` (random-weight folders),
+:mod:`.slicer` (Whisper slicer), :mod:`.positional`, :mod:`.geometry` (boxes, crop, mask,
+paste), :mod:`.facemesh` (MediaPipe + cache), :mod:`.store` (frames on disk).
+"""
+
+from avflow import ModelScaffold, hookimpl
+
+from .blend import Blend
+from .face import Crop, FaceRegion
+from .prompts import AudioPrompts
+from .unet import UNetGenerator
+from .vae import VaeDecode, VaeEncode
+from .whisper import WhisperFeatures
+
+NODES = [FaceRegion, Crop, VaeEncode, WhisperFeatures, AudioPrompts, UNetGenerator, VaeDecode, Blend]
+
+__all__ = ["AudioPrompts", "Blend", "Crop", "FaceRegion", "NODES", "UNetGenerator", "VaeDecode", "VaeEncode",
+           "WhisperFeatures"]
+
+
+def _write_scaffold(directory, tiny, seed):
+    from .scaffold import write_scaffold
+
+    return write_scaffold(directory, tiny, seed)
 
 
 @hookimpl
 def avflow_register_nodes():
-    return []
+    return list(NODES)
+
+
+@hookimpl
+def avflow_register_model_scaffolds():
+    return [ModelScaffold(
+        name="musetalk",
+        doc="MuseTalk v1.5 + v1 UNet, sd-vae-ft-mse, whisper-tiny in MuseTalk's models/ layout",
+        write=_write_scaffold)]

@@ -1,0 +1,122 @@
+"""``musetalk.vae_encode`` and ``musetalk.vae_decode``: the Stable Diffusion VAE around the UNet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from avflow import BatchSpec, Node, Port, param
+
+from .layout import VAE_MODELS
+from .payloads import CropFrame, EncodedFrame, GeneratedFrame, PredFrame, advance
+
+
+@dataclass(frozen=True)
+class VaeConfig:
+    models: Path = param(doc="MuseTalk model folder (uses sd-vae/)")
+    version: Literal["v15", "v1"] = param("v15", "MuseTalk version (which files the folder must hold)")
+    batch_size: int = param(8, "frames per VAE call", min=1)
+    dtype: Literal["auto", "float16", "float32"] = param("auto", "auto: float16 on CUDA, float32 on CPU")
+
+
+class _Vae(Node):
+    Config = VaeConfig
+    models = VAE_MODELS
+    batch = BatchSpec(port="frames")
+    queue_size = 8
+
+    def open(self, ctx) -> None:
+        from .loading import load_vae, resolve_dtype
+
+        self._dtype = resolve_dtype(self.config.dtype, ctx.device)
+        self._vae = load_vae(self.config.models, ctx.device, self._dtype, self.config.version)
+        self._scale = float(self._vae.config.scaling_factor)
+        self._channels = int(self._vae.config.latent_channels)
+
+    def close(self, ctx) -> None:
+        self._vae = None
+
+
+class VaeEncode(_Vae):
+    """Encode face crops into the UNet's input: masked-half latents + reference latents.
+
+    Each 256x256 crop is encoded twice in one batch: with its lower half blanked (black, i.e.
+    -1 after normalisation, as MuseTalk masks it) and whole, as the reference. The latents
+    (distribution mean, times the config's ``scaling_factor``, 0.18215 for sd-vae-ft-mse) are
+    concatenated on channels: ``(8, 32, 32)``. MuseTalk samples the latent distribution; the
+    mean is used here so runs are deterministic.
+
+    Ports:
+      - in ``frames`` (CropFrame): frames with their face crop (batched).
+      - out ``frames`` (EncodedFrame): the same frames with ``latents``.
+
+    Example::
+
+        encode:
+          type: musetalk.vae_encode
+          inputs: {frames: crop.frames}
+          params: {models: "${models}", batch_size: 8}
+    """
+
+    type = "musetalk.vae_encode"
+    inputs = {"frames": Port(CropFrame, "frames with a face crop")}
+    outputs = {"frames": Port(EncodedFrame, "frames with UNet input latents")}
+
+    def process_batch(self, batch, ctx):
+        import numpy as np
+        import torch
+
+        crops = batch.tensors["crop"]
+        n, size = len(batch), crops.shape[1]
+        faces = [i for i, it in enumerate(batch.items) if it.has_face]
+        latents = np.zeros((n, 2 * self._channels, size // 8, size // 8), np.float32)
+        if faces:
+            with torch.inference_mode():
+                x = crops[faces] if len(faces) < n else crops
+                x = x.permute(0, 3, 1, 2).to(self._dtype) / 127.5 - 1.0
+                masked = x.clone()
+                masked[:, :, size // 2:, :] = -1.0
+                z = self._vae.encode(torch.cat([masked, x])).latent_dist.mode() * self._scale
+                z_masked, z_ref = z.chunk(2)
+                latents[faces] = torch.cat([z_masked, z_ref], dim=1).float().cpu().numpy()
+        return {"frames": [advance(it, EncodedFrame, crop=None, latents=latents[i])
+                           for i, it in enumerate(batch.items)]}
+
+
+class VaeDecode(_Vae):
+    """Decode the UNet's latents into 256x256 RGB faces.
+
+    Latents are divided by ``scaling_factor``, decoded, mapped from [-1, 1] to uint8.
+
+    Ports:
+      - in ``frames`` (PredFrame): frames with generated latents (batched).
+      - out ``frames`` (GeneratedFrame): the same frames with ``face`` (256x256x3 uint8 RGB).
+
+    Example::
+
+        decode_face:
+          type: musetalk.vae_decode
+          inputs: {frames: unet.frames}
+          params: {models: "${models}", batch_size: 8}
+    """
+
+    type = "musetalk.vae_decode"
+    inputs = {"frames": Port(PredFrame, "frames with generated latents")}
+    outputs = {"frames": Port(GeneratedFrame, "frames with a generated face")}
+
+    def process_batch(self, batch, ctx):
+        import torch
+
+        faces = [i for i, it in enumerate(batch.items) if it.has_face]
+        images = {}
+        if faces:
+            with torch.inference_mode():
+                z = batch.tensors["pred"]
+                z = (z[faces] if len(faces) < len(batch) else z).to(self._dtype) / self._scale
+                img = self._vae.decode(z).sample
+                img = ((img.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+                arr = img.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            images = {i: arr[j] for j, i in enumerate(faces)}
+        return {"frames": [advance(it, GeneratedFrame, pred=None, latents=None, prompt=None, face=images.get(i))
+                           for i, it in enumerate(batch.items)]}
