@@ -13,9 +13,14 @@ from avflow.payloads import AudioChunk, Record, Score, TrackedFaces
 from ..decision import EnergyMeter, HysteresisPicker, MinTurnFilter, is_silent
 
 
+DEFAULT_THRESHOLD = 0.5  # when neither the graph nor the scorer names one
+
+
 @dataclass(frozen=True)
 class SpeakerConfig:
-    threshold: float = param(0.5, "minimum (smoothed) score of a speaker; SyncNet's similarity is in [0, 1]")
+    threshold: float | None = param(None, "minimum (smoothed) score of a speaker; null: the threshold the scorer "
+                                          "recommends for its scale (Score.extra['threshold']: sync.motion 0.2, "
+                                          "sync.syncnet 0.5), or 0.5 if it names none")
     margin: float = param(0.05, "hysteresis: a challenger takes over only when its score beats the current "
                                 "speaker's by more than this", min=0.0)
     min_turn: int = param(5, "minimum length of a turn, in frames: shorter runs of a speaker (or of nobody) "
@@ -70,7 +75,7 @@ class SpeakerDecision(Node):
             without audio), ``audio_db`` (frame level), ``candidate`` (the pick before the
             minimum-turn filter).
     Params:
-        threshold (0.5), margin (0.05), min_turn (5 frames), lookahead (50 frames),
+        threshold (null: the scorer's recommendation), margin (0.05), min_turn (5 frames), lookahead (50 frames),
         silence_db (30), silence_floor_db (-60).
 
     .. code-block:: yaml
@@ -91,7 +96,8 @@ class SpeakerDecision(Node):
 
     def open(self, ctx: NodeContext) -> None:
         c = self.config
-        self._picker = HysteresisPicker(c.threshold, c.margin)
+        self._picker = HysteresisPicker(c.threshold if c.threshold is not None else DEFAULT_THRESHOLD, c.margin)
+        self._threshold_set = c.threshold is not None
         self._turns: MinTurnFilter[dict[str, Any]] = MinTurnFilter(c.min_turn)
         self._meter = EnergyMeter()
         self._track_frames: dict[int, _Frame] = {}   # from tracks
@@ -120,6 +126,11 @@ class SpeakerDecision(Node):
             if self._next is not None and f < self._next:
                 self._late += 1
                 return None
+            if not self._threshold_set and item.extra.get("threshold") is not None:
+                # The scorer knows its own scale; the first hint it gives holds for the run.
+                self._picker.threshold = float(item.extra["threshold"])
+                self._threshold_set = True
+                ctx.logger.info("speaker threshold %.3f (recommended by the scorer)", self._picker.threshold)
             self._scores.setdefault(f, {})[item.track_id] = item.value
             self._score_frames.setdefault(f, _Frame(f, item.pts, Fraction(item.time_base), []))
             self._wm = f if self._wm is None else max(self._wm, f)

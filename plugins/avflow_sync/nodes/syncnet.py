@@ -15,6 +15,10 @@ from avflow.payloads import Score
 from ..payloads import SyncWindow
 from ..syncnet import AUDIO_INPUT, CHECKPOINT_HELP, FACE_INPUT
 
+# The speaker threshold suited to the expert's cosine similarity (recommended to sync.speaker
+# through Score.extra): Wav2Lip treats in-sync pairs as similarity ~1, off-sync as ~0.
+SPEAKER_THRESHOLD = 0.5
+
 
 @dataclass(frozen=True)
 class SyncNetConfig:
@@ -117,7 +121,7 @@ class SyncNetScorer(Node):
         out = []
         for i, w in enumerate(batch.items):
             n = w.n_offsets // 2
-            extra = {"window_start": w.frame_index, "mel_start": w.mel_start}
+            extra = {"window_start": w.frame_index, "mel_start": w.mel_start, "threshold": SPEAKER_THRESHOLD}
             if w.n_offsets > 1:
                 extra.update(self._offsets(w, cos[i], valid[i]))
             out.append(Score(pts=w.pts, time_base=w.time_base, track_id=w.track_id, frame_index=w.centre_index,

@@ -191,3 +191,23 @@ def test_speaker_nobody_when_no_face_scores_well():
     scores = [score("a", f, 0.3) for f in range(6)]
     out = NodeRunner(SpeakerDecision, min_turn=1).run({"tracks": tracks, "scores": scores})["active"]
     assert active(out) == [None] * 6
+
+
+def test_speaker_uses_the_scorers_recommended_threshold_unless_set():
+    from fractions import Fraction
+
+    from avflow import Score
+    from avflow.testing import NodeRunner
+    from avflow_sync.nodes.speaker import SpeakerDecision
+
+    def scores(hint):
+        return [Score(pts=i, time_base=Fraction(1, 25), track_id="face_0", frame_index=i, value=0.3,
+                      extra={} if hint is None else {"threshold": hint}) for i in range(10)]
+
+    def actives(hint=None, **params):
+        out = NodeRunner(SpeakerDecision, min_turn=1, lookahead=0, **params).run({"scores": scores(hint)})
+        return [r.data["active"] for r in out["active"]]
+
+    assert actives(hint=0.2) == ["face_0"] * 10        # the scorer's scale: 0.3 is speech
+    assert actives() == [None] * 10                   # no hint: 0.5
+    assert actives(hint=0.2, threshold=0.4) == [None] * 10  # the graph's value wins

@@ -174,7 +174,7 @@ def test_batched_scores_equal_batch_size_one(ckpt_path, model):
     assert [(s.track_id, s.frame_index, s.pts) for s in out3] == [(w.track_id, w.frame_index + 2, w.pts) for w in items]
     np.testing.assert_allclose([s.value for s in out3], [s.value for s in out1], atol=1e-5, rtol=0)
     assert all(0.0 <= s.value <= 1.0 for s in out3)
-    assert out3[0].extra == {"window_start": 0, "mel_start": 0}
+    assert out3[0].extra == {"window_start": 0, "mel_start": 0, "threshold": 0.5}
     # the reference: Wav2Lip's forward on float frames in [0, 1], cosine of the embeddings
     with torch.no_grad():
         a, f = model(torch.from_numpy(items[3].mel[None]), torch.from_numpy(items[3].video[None]).float() / 255)
