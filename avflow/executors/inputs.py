@@ -39,6 +39,8 @@ def collect_inputs(spec: str | Path) -> list[Path]:
     :raises InputError: nothing matches, or a listed file does not exist.
     """
     text = str(spec)
+    if not text.strip():
+        raise InputError("--inputs is empty: give a glob such as 'videos/*.mp4', a folder, or a list file")
     path = Path(os.path.expanduser(text))
     if path.is_dir():
         found = sorted((p for p in path.iterdir()

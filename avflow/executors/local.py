@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AvflowError
+from ..errors import AvflowError, InputError
 from .results import InputResult
 from .worker import InputTask, Worker, WorkerSetup, configure_worker_logging, limit_threads
 
@@ -74,7 +74,8 @@ class LocalPool:
             except (OSError, ValueError):
                 pass
         for s in self._slots:
-            s.proc.join(timeout=10)
+            # Idle workers only hold loaded models: give them a moment to close, then stop them.
+            s.proc.join(timeout=2)
             if s.proc.is_alive():
                 s.proc.kill()
                 s.proc.join(timeout=5)
@@ -120,7 +121,8 @@ class LocalPool:
             s.ready, s.label = True, msg[1]
             return None
         if kind == "failed":
-            raise AvflowError(f"a local worker could not start: {msg[1]}")
+            error = InputError if msg[1] == "InputError" else AvflowError
+            raise error(f"a local worker could not start: {msg[2]}")
         if kind == "done":
             s.task = None
             self._deaths_in_a_row = 0
@@ -134,6 +136,11 @@ class LocalPool:
                else f"exit status {code}")
         self._slots.remove(s)
         s.conn.close()
+        if not s.ready:
+            raise AvflowError(
+                f"a local worker process exited while starting ({how}); its error is printed above. With "
+                "the spawn start method the main script is imported again in each worker: guard it with "
+                "`if __name__ == '__main__':` (and do not run it from stdin)")
         out = []
         if s.task is not None:
             hint = " (out of memory?)" if code == -signal.SIGKILL else ""
@@ -195,7 +202,8 @@ def _worker_main(setup: WorkerSetup, wid: int, conn, cancel_event, threads: int,
     try:
         worker = Worker(setup, label)
     except Exception as exc:  # noqa: BLE001 - reported to the driver, which stops the run
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        conn.send(("failed", type(exc).__name__, str(exc) if isinstance(exc, InputError)
+                   else f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", label))
     try:

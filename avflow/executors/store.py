@@ -111,9 +111,12 @@ class OutputRoot:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the root for this run; another run on the same root fails with InputError."""
-        import fcntl
-
         self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, the user keeps runs apart
+            yield
+            return
         fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:

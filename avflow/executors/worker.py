@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import AvflowError, Cancelled
+from ..errors import AvflowError, Cancelled, InputError
 from ..graph.spec import GraphSpec
 from ..graph.validate import validate
 from ..registry import Registry
@@ -77,13 +77,17 @@ class InputTask:
 class Worker:
     """Runs the graph on one input at a time (see the module docstring)."""
 
-    def __init__(self, setup: WorkerSetup, label: str | None = None):
+    def __init__(self, setup: WorkerSetup, label: str | None = None, registry: Registry | None = None):
         self.setup = setup
-        self.registry = setup.registry()
+        self.registry = registry if registry is not None else setup.registry()
         self.resources = ResourceCache()
         self.label = label or f"{socket.gethostname()}:{os.getpid()}"
         self.logger = logging.getLogger("avflow")
         self.cache_dir = Path(setup.cache_dir) if setup.cache_dir else default_cache_dir()
+        try:  # once per worker: the device (and torch's import) is the same for all its inputs
+            self.device = resolve_device(setup.device)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
 
     def run(self, task: InputTask, cancel_event: CancelFlag) -> InputResult:
         """Run the graph on ``task.input``; never raises for a failure of that input.
@@ -98,10 +102,9 @@ class Worker:
         try:
             plan = validate(s.spec, self.registry, {**s.params, s.input_param: task.input},
                             cli_strings=s.cli_strings)
-            device = resolve_device(s.device)
             tmp.mkdir(parents=True, exist_ok=False)
             scheduler = Scheduler(
-                plan, device=device, output_dir=tmp, cache_dir=self.cache_dir, cancel_event=cancel_event,
+                plan, device=self.device, output_dir=tmp, cache_dir=self.cache_dir, cancel_event=cancel_event,
                 logger=self.logger,
                 options={"graph_params": dict(plan.params), RESOURCES_OPTION: self.resources})
             scheduler.run()

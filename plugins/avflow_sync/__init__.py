@@ -20,11 +20,13 @@ def avflow_register_nodes():
     from .nodes.speaker import SpeakerDecision
     from .nodes.syncnet import SyncNetScorer
     from .nodes.windows import SyncWindows
+    from .motion import MotionScorer
 
     return [
         MelSpectrogram,
         SyncWindows,
         SyncNetScorer,
+        MotionScorer,
         ScoreSmoother,
         SpeakerDecision,
         DiarizationWriter,
