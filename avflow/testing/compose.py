@@ -197,7 +197,8 @@ def random_turns(speakers: Sequence[int], duration: float, *, min_turn: float = 
     return turns
 
 
-def _normalise_turns(turns: Sequence[Turn | tuple], tiles: list[Tile], duration: float | None) -> tuple[list[Turn], float]:
+def _normalise_turns(turns: Sequence[Turn | tuple], tiles: list[Tile],
+                     duration: float | None) -> tuple[list[Turn], float]:
     out = [t if isinstance(t, Turn) else Turn(float(t[0]), float(t[1]), None if t[2] is None else int(t[2]))
            for t in turns]
     if not out:
@@ -452,7 +453,8 @@ def compose_speakers(
     :param fade: seconds of linear fade at every turn change (avoids clicks).
     :param vad_db: speech detector threshold, dB below the clip's loud level (see :func:`speech_mask`).
     :param min_pause: pauses shorter than this (seconds) count as speech in ``active``.
-    :param crf: x264 quality. :param preset: x264 preset.
+    :param crf: x264 quality (lower is better).
+    :param preset: x264 speed preset.
     :param seed: seed of the default random schedule.
     :returns: the :class:`ComposedVideo` (path and ground truth).
     """
@@ -462,6 +464,10 @@ def compose_speakers(
 
     if not sources:
         raise ValueError("compose_speakers needs at least one source")
+    if others not in ("shifted", "still"):
+        raise ValueError(f"others must be 'shifted' or 'still', got {others!r}")
+    if fps <= 0 or size[0] < 2 or size[1] < 2:
+        raise ValueError(f"bad fps {fps} or size {size}")
     width, height = int(size[0]) // 2 * 2, int(size[1]) // 2 * 2
     paths = [Path(s) for s in sources]
     probes: list[tuple[str, int, int, float]] = []  # kind, w, h, duration

@@ -13,6 +13,11 @@ from avflow import AudioChunk, Node, Port, Score, TrackedFaces, param
 from .motion_features import BANDS, N_SIGNALS, BandEnvelope, mouth_signals, window_sync
 
 
+# The "nobody speaks" threshold suited to this scale, on scores smoothed over ~9 frames;
+# recommended to sync.speaker through Score.extra["threshold"].
+SPEAKER_THRESHOLD = 0.2
+
+
 @dataclass(frozen=True)
 class MotionScorerConfig:
     window: float = param(1.5, "length (s) of each correlation window", min=0.2, max=10.0)
@@ -50,7 +55,8 @@ class MotionScorer(Node):
     move but not with this audio (someone else's turn, chewing, a smile) scores around 0, and so
     does a still face (motion below ``min_motion``); everybody scores 0 in silence. On the
     smoothed score (``sync.smooth``, ~9 frames) a threshold of 0.2 separates "a visible face
-    speaks" from "nobody" (``sync.speaker``'s default of 0.5 is meant for SyncNet).
+    speaks" from "nobody"; every score recommends it to ``sync.speaker`` as
+    ``extra["threshold"]``.
 
     Audio of any rate and channel count is used as it comes (channels averaged, bands computed
     at the native rate, no resampling). Timestamps align audio and video, so any frame rate,
@@ -65,7 +71,8 @@ class MotionScorer(Node):
       - ``scores`` (Score): one per track per frame it appears in, ``value`` in [-1, 1], None where
         the track has no landmarks in that frame (or in fewer than half of the window's frames);
         ``extra``: ``sync`` (the correlation), ``lag`` (seconds the audio is shifted, positive:
-        the sound comes after the picture), ``speech`` (the activity factor).
+        the sound comes after the picture), ``speech`` (the activity factor), ``threshold``
+        (0.2, the recommended "nobody" threshold).
 
     Params: window (1.5 s), edge (0.25 s), adaptive (true), max_lag (0.08 s), min_motion
     (0.005), agc (2 s), speech_db (30), floor_db (-65), bridge (0.2 s), level_decay (1 dB/s).
@@ -257,7 +264,7 @@ class MotionScorer(Node):
         scores = []
         for tid, sig in frame["tracks"]:
             k = col[tid]
-            value, extra = None, {"speech": speech}
+            value, extra = None, {"speech": speech, "threshold": SPEAKER_THRESHOLD}
             if sig is not None and best is not None and np.isfinite(best[1][k]):
                 sync = float(best[1][k])
                 value = sync * speech

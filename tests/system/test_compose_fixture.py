@@ -77,7 +77,8 @@ def test_ground_truth(composed):
 
 def test_frame_accuracy_of_a_diarization(composed):
     fx = composed
-    tracks = [{"id": f"face_{t.index}", "boxes": [[i, t.box[0] + 10, t.box[1] + 10, 40, 40] for i in range(fx.n_frames)]}
+    tracks = [{"id": f"face_{t.index}",
+               "boxes": [[i, t.box[0] + 10, t.box[1] + 10, 40, 40] for i in range(fx.n_frames)]}
               for t in fx.tiles]
     doc = {"tracks": tracks, "active": [None if a is None else f"face_{a}" for a in fx.active]}
     assert frame_accuracy(fx, doc) == 1.0
@@ -105,7 +106,8 @@ def test_video_tiles_show_the_scheduled_source_time(composed, media_dir):
     tile = fx.tiles[1]
     x, y, w, h = tile.box
     with av.open(str(media_dir / "talking2.mp4")) as c:
-        src = [(float(f.pts * f.time_base), cv2.resize(f.to_ndarray(format="rgb24"), (w, h), interpolation=cv2.INTER_AREA))
+        src = [(float(f.pts * f.time_base),
+                cv2.resize(f.to_ndarray(format="rgb24"), (w, h), interpolation=cv2.INTER_AREA))
                for f in c.decode(video=0)]
     for i in (70, 90, 110):
         pos = (tile.offset + i / fx.fps) % tile.duration

@@ -195,6 +195,7 @@ def test_audio_offset_within_max_lag():
         runner.feed(port, item)
     scores = runner.finish()["scores"]
     runner.close()
+    assert all(s.extra["threshold"] == 0.2 for s in scores)  # sync.speaker's default for this scale
     inner = [s for s in scores if 25 <= s.frame_index < 125]
     assert np.mean([s.value for s in inner]) > 0.85
     assert np.median([s.extra["lag"] for s in inner]) == pytest.approx(0.08)
