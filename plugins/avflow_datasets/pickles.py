@@ -1,7 +1,7 @@
 """Loading pickled LMDB values without running code.
 
 DiffPoseTalk's layout stores every value as a pickle, and ``pickle.loads`` on bytes someone
-else wrote can run any callable the pickle names (``__reduce__`` returning ``os.system`` ...).
+else wrote can run any callable the pickle names (``__reduce__`` returning a shell-command function, say).
 :func:`safe_loads` uses an unpickler whose ``find_class`` admits only what plain data needs:
 containers, numbers, strings, bytes and numpy arrays (and numpy scalars/dtypes, which arrays
 are made of). Everything else is refused with :class:`UnsafePickleError` before it is called.
