@@ -195,6 +195,18 @@ class NodeContext:
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
 
+    def resource(self, key: Any, load: Callable[[], Any]) -> Any:
+        """A heavy object (a loaded model) shared by the runs of one worker.
+
+        When a graph runs over many inputs (:func:`avflow.executors.run_many`), each worker
+        keeps what ``load()`` returned under ``key`` for all its inputs, so models load once
+        per worker, not once per input. ``key`` must name everything the object depends on
+        (node type, weights path, device, dtype). Alone, a run just calls ``load()``. The
+        object must hold no per-input state.
+        """
+        cache = self.options.get("resources")
+        return cache.get(key, load) if cache is not None else load()
+
     def output_path(self, name: str | Path) -> Path:
         """Resolve ``name`` against the output directory (absolute paths are kept)."""
         p = Path(name)

@@ -55,7 +55,8 @@ class UNetGenerator(Node):
 
         c = self.config
         self._dtype = resolve_dtype(c.dtype, ctx.device)
-        self._unet, config = load_unet(c.models, c.version, ctx.device, self._dtype)
+        self._unet, config = ctx.resource(("musetalk.unet", str(c.models), c.version, ctx.device, str(self._dtype)),
+                                          lambda: load_unet(c.models, c.version, ctx.device, self._dtype))
         self._cross = int(config["cross_attention_dim"])
         self._out = int(config["out_channels"])
         # The three models must fit together; say so now rather than fail inside a matmul.

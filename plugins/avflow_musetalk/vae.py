@@ -30,7 +30,10 @@ class _Vae(Node):
         from .loading import load_vae, resolve_dtype
 
         self._dtype = resolve_dtype(self.config.dtype, ctx.device)
-        self._vae = load_vae(self.config.models, ctx.device, self._dtype, self.config.version)
+        c = self.config
+        # Encoder and decoder nodes share one VAE; a worker of run_many keeps it for all inputs.
+        self._vae = ctx.resource(("musetalk.vae", str(c.models), c.version, ctx.device, str(self._dtype)),
+                                 lambda: load_vae(c.models, ctx.device, self._dtype, c.version))
         self._scale = float(self._vae.config.scaling_factor)
         self._channels = int(self._vae.config.latent_channels)
 

@@ -86,8 +86,10 @@ class WhisperFeatures(Node):
         from .loading import load_whisper, resolve_dtype
 
         self._dtype = resolve_dtype(self.config.dtype, ctx.device)
-        self._encoder, self._extractor, _ = load_whisper(self.config.models, ctx.device, self._dtype,
-                                                         self.config.version)
+        c = self.config
+        self._encoder, self._extractor, _ = ctx.resource(
+            ("musetalk.whisper", str(c.models), c.version, ctx.device, str(self._dtype)),
+            lambda: load_whisper(c.models, ctx.device, self._dtype, c.version))
         self._parts: list[np.ndarray] = []
         self._buffered = 0
         self._rate: int | None = None

@@ -152,7 +152,7 @@ def test_resume_after_a_killed_run_loses_and_duplicates_nothing(media_dir, refer
         time.sleep(0.05)
     assert not [w for w in workers if _alive(w)], "workers outlived the killed driver"
     done_before = _assert_every_folder_complete(out)
-    assert 1 <= len(done_before) <= 6
+    assert 1 <= len(done_before) < len(names)  # killed midway
 
     proc = subprocess.run(_cli(clips, out, "--resume", "--quiet"), cwd=repo_dir, capture_output=True, text=True,
                           timeout=300)

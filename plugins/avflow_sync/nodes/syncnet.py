@@ -89,7 +89,10 @@ class SyncNetScorer(Node):
 
             device = resolve_device(device)
         if c.weights is not None:
-            model = load_syncnet(c.weights, device)
+            # Loaded once per worker when the graph runs over many inputs.
+            # (nn.Module.to() below casts in place, hence the precision in the key.)
+            model = ctx.resource((self.type, str(c.weights), str(device), c.precision),
+                                 lambda: load_syncnet(c.weights, device))
         elif c.random_init:
             model = build_syncnet()
             model.load_state_dict(random_state_dict(c.seed))

@@ -180,3 +180,11 @@ def test_local_cancel_interrupts_running_workers(tmp_path):
     # the sleepers that had started are recorded as interrupted (one may not have started yet)
     sleepers = [e["status"] for e in _manifest(out) if "sleep" in Path(e["input"]).read_text()]
     assert sleepers and set(sleepers) == {"interrupted"}
+
+
+def test_progress_bar_on_stderr_counts_inputs_and_failures(tmp_path, capsys):
+    inputs = make_inputs(tmp_path / "in", {"a.txt": "A", "b.txt": "fail"})
+    _run(inputs, tmp_path / "out", progress="bar")
+    err = capsys.readouterr().err
+    assert "inputs" in err and "2/2" in err and "failed=1" in err
+    assert "failed: " in err and "b.txt" in err  # each failure is reported as it happens
