@@ -13,6 +13,7 @@ and for writing plugins: :class:`Node`, :class:`Port`, :func:`param`, :data:`hoo
 payload classes in :mod:`avflow.payloads`.
 """
 
+from .executors import collect_inputs, run_many
 from .errors import (AvflowError, Cancelled, GraphValidationError, InputError, Issue, ModelError,
                      NodeError, PluginError)
 from .graph.load import load_graph
@@ -34,5 +35,5 @@ __all__ = [
     "ModelError", "ModelFile", "ModelScaffold", "Node", "NodeContext", "NodeError", "NoConfig", "Payload", "Plan",
     "PluginError", "Port", "ProgressEvent", "Record", "Registry", "RunResult", "Runner", "Score",
     "Tensor", "TrackedFaces", "VideoFrame", "get_plugin_manager", "hookimpl", "hookspec",
-    "load_graph", "param", "run", "validate",
+    "collect_inputs", "load_graph", "param", "run", "run_many", "validate",
 ]

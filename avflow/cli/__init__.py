@@ -30,7 +30,15 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: maps avflow errors to exit status 2 (input) or 1 (internal)."""
+    """Console entry point: exit 0 ok, 2 usage/graph/input error, 1 internal, 130 interrupted."""
     with handle_errors():
-        cli.main(args=argv, prog_name="avflow", standalone_mode=True)
-    sys.exit(0)
+        try:
+            # Not standalone: click would turn Ctrl-C into "Aborted!" with status 1.
+            rv = cli.main(args=argv, prog_name="avflow", standalone_mode=False)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)

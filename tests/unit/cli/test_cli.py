@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 from avflow.testing.plugins import write_plugin_distribution
 
@@ -103,3 +104,23 @@ def test_nodes_show_and_models(repo_dir):
 @pytest.mark.parametrize("args", [["run"], ["validate"], ["show", "x.yaml", "--format", "png"]])
 def test_usage_errors_exit_2(args):
     assert avflow_cli(*args).returncode == 2
+
+
+def test_ctrl_c_exits_130_closing_nodes_and_leaving_no_partial_file(tmp_path, media_dir):
+    import signal
+    import time
+
+    from avflow.testing import synth_audio, synth_video, write_video
+
+    long_input = write_video(tmp_path / "long.mp4", synth_video(1500, 320, 240), fps=25,
+                             audio=synth_audio(60.0))
+    proc = subprocess.Popen([sys.executable, "-m", "avflow", "run", "graphs/transcode.yaml", "--set",
+                             f"video={long_input}", "-o", str(tmp_path / "out"), "-q"],
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "out").glob(".transcoded.*")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until the muxer has started its temporary file
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert list((tmp_path / "out").iterdir()) == []
