@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AvflowError, InputError
+from .pool import drain
 from .results import InputResult
 from .worker import InputTask, Worker, WorkerSetup, configure_worker_logging, limit_threads
 
@@ -159,16 +160,8 @@ class LocalPool:
 
     def cancel(self, grace_s: float) -> list[InputResult]:
         """Interrupt the running inputs: wait up to ``grace_s`` for their nodes to close, then kill."""
-        import time
-
         self._cancel.set()
-        out: list[InputResult] = []
-        deadline = time.monotonic() + grace_s
-        while self.busy and time.monotonic() < deadline:
-            try:
-                out.extend(self.poll(min(0.2, max(0.0, deadline - time.monotonic()))))
-            except KeyboardInterrupt:
-                break  # a second Ctrl-C: stop waiting
+        out = drain(self, grace_s)
         for s in list(self._slots):
             if s.task is not None:
                 s.proc.kill()

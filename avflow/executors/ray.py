@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AvflowError, InputError
+from .pool import drain
 from .results import InputResult
 from .worker import InputTask, Worker, WorkerSetup, configure_worker_logging
 
@@ -211,13 +212,7 @@ class RayPool:
         for a in self._actors:
             if a.task is not None:
                 a.handle.cancel.remote()
-        out: list[InputResult] = []
-        deadline = time.monotonic() + grace_s
-        while self.busy and time.monotonic() < deadline:
-            try:
-                out.extend(self.poll(min(0.2, max(0.0, deadline - time.monotonic()))))
-            except KeyboardInterrupt:
-                break
+        out = drain(self, grace_s)
         for a in list(self._actors):
             if a.task is not None:
                 ray.kill(a.handle, no_restart=True)
