@@ -235,8 +235,11 @@ class Scheduler:
                 if self._cpu_lock is None:
                     self._timed(w, w.node.process_batch, batch, w.ctx)
                 else:
+                    # Emit after letting go of the lock: emitting blocks while the consumer's
+                    # inbox is full, and a batched consumer drains it only by taking the lock.
                     with self._cpu_lock:
-                        self._timed(w, w.node.process_batch, batch, w.ctx)
+                        out = self._call(w, w.node.process_batch, batch, w.ctx)
+                    self._emit(w, out)
 
         while any(n > 0 for n in w.pending_ends.values()):
             port, item = self._get(w)
@@ -258,11 +261,15 @@ class Scheduler:
         w.current = None
 
     def _timed(self, w: _Worker, fn: Callable, *args: Any) -> None:
+        self._emit(w, self._call(w, fn, *args))
+
+    @staticmethod
+    def _call(w: _Worker, fn: Callable, *args: Any) -> Any:
         t0 = time.perf_counter()
         out = fn(*args)
         w.stats.busy_s += time.perf_counter() - t0
         w.stats.calls += 1
-        self._emit(w, out)
+        return out
 
     def _get(self, w: _Worker) -> tuple[str, Any]:
         while True:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import tracemalloc
+from dataclasses import dataclass
 
 import pytest
 
 import avflow
-from avflow import Cancelled, NodeError
+from avflow import BatchSpec, Cancelled, Node, NodeError, Port, Tensor, param
 from avflow.testing.dummies import Count, Slow, registry_with_dummies
 
 EVENTS: list[tuple[str, str]] = []
@@ -28,10 +29,31 @@ class Recorder(Slow):
         EVENTS.append(("close", ctx.node_id))
 
 
+@dataclass(frozen=True)
+class FanOutConfig:
+    batch_size: int = param(8, "items per batch", min=1)
+    copies: int = param(1, "items emitted per item taken", min=1)
+
+
+class FanOutBatch(Node):
+    """Batched; emits ``copies`` items per input item, all from one process_batch call."""
+
+    type = "test.fan_out_batch"
+    Config = FanOutConfig
+    inputs = {"items": Port(Tensor, "items")}
+    outputs = {"items": Port(Tensor, "the items, each ``copies`` times")}
+    batch = BatchSpec(port="items")
+    queue_size = 4
+
+    def process_batch(self, batch, ctx):
+        return {"items": [i for i in batch.items for _ in range(self.config.copies)]}
+
+
 @pytest.fixture()
 def registry():
     r = registry_with_dummies()
     r.add(Recorder, "tests")
+    r.add(FanOutBatch, "tests")
     EVENTS.clear()
     return r
 
@@ -92,6 +114,24 @@ def test_batching_sizes_partial_flush_and_device(registry, tmp_path):
     assert all(b["device"] == "cpu" for b in batches)
     assert batches[0]["shape"] == (4, 3)
     assert [s for b in batches for s in b["sums"]] == [3.0 * i for i in range(10)]
+
+
+def test_batched_node_feeding_a_batched_node_faster_than_it_drains_does_not_deadlock(registry, tmp_path):
+    # On CPU, batches take turns under one lock. "a" emits 24 items per batch into b's inbox of 4,
+    # and "b" drains its inbox only by running a batch: emitting while holding the lock hung here.
+    g = graph({
+        "src": {"type": "test.count", "params": {"n": 64}},
+        "a": {"type": "test.fan_out_batch", "inputs": {"items": "src.items"}, "params": {"copies": 3}},
+        "b": {"type": "test.fan_out_batch", "inputs": {"items": "a.items"}},
+    }, {"items": "b.items"})
+    runner = avflow.Runner(g, registry=registry, device="cpu", output_dir=tmp_path)
+    watchdog = threading.Timer(60, runner.cancel)
+    watchdog.start()
+    try:
+        res = runner.run()
+    finally:
+        watchdog.cancel()
+    assert [i.pts for i in res.outputs["items"]] == [p for p in range(64) for _ in range(3)]
 
 
 def test_node_error_names_graph_node_and_time_and_closes_every_node(registry, tmp_path):
