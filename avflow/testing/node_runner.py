@@ -128,5 +128,5 @@ class NodeRunner:
             self.close()
 
     def __del__(self):
-        if self._tmp is not None:
+        if getattr(self, "_tmp", None) is not None:  # __init__ may have failed before setting it
             self._tmp.cleanup()

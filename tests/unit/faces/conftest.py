@@ -52,3 +52,9 @@ def two_faces(talking):
 def make_frames():
     """``make_frames(images, start=0)``: wrap RGB arrays into VideoFrames with index = pts."""
     return as_frames
+
+
+@pytest.fixture(scope="session")
+def decode():
+    """``decode(path, n, size=None)``: the first frames of a clip (see :func:`decode_frames`)."""
+    return decode_frames

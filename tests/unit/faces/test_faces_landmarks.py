@@ -114,3 +114,49 @@ def test_mesh_lip_contours_match_mediapipe():
     for contour in (mesh.OUTER_LIP, mesh.INNER_LIP):
         ring = {frozenset((a, b)) for a, b in zip(contour, contour[1:] + contour[:1])}
         assert ring <= edges
+
+
+@pytest.fixture(scope="module")
+def moving_clip(media_dir, decode):
+    """30 frames of talking1 (350 px) on a 700x350 canvas, sliding right by 4 px a frame from frame 10."""
+    canvas = []
+    for i, img in enumerate(decode(media_dir / "talking1.mp4", 30, size=350)):
+        frame = np.zeros((350, 700, 3), np.uint8)
+        x = 4 * max(0, i - 10)
+        frame[:, x:x + 350] = img
+        canvas.append(frame)
+    return canvas
+
+
+def test_video_mode_follows_the_face_like_the_static_mesh(moving_clip, make_frames):
+    frames = make_frames(moving_clip)
+    dets = NodeRunner(FaceDetect).run({"frames": frames})["detections"]
+    tracks = [tracked(d.frame_index, [("face_0", d.boxes[0])], 700, 350) for d in dets]
+    runner = NodeRunner(FaceLandmarks, video_mode=True)
+    video = runner.run({"frames": frames, "tracks": tracks})["tracks"]
+    static = NodeRunner(FaceLandmarks, video_mode=False).run({"frames": frames, "tracks": tracks})["tracks"]
+    for v, s in zip(video, static, strict=True):
+        a, b = v.faces[0].landmarks, s.faces[0].landmarks
+        assert a is not None and b is not None
+        lips = list(mesh.LIPS)
+        # Same face, same place: within a few percent of the face width.
+        assert np.abs(a[lips, :2] - b[lips, :2]).mean() < 0.03 * v.faces[0].box.w
+
+
+def test_video_mode_restarts_when_the_face_leaves_its_crop_and_forgets_gone_tracks(moving_clip, make_frames):
+    frames = make_frames(moving_clip)
+    dets = NodeRunner(FaceDetect).run({"frames": frames})["detections"]
+    runner = NodeRunner(FaceLandmarks, forget_after=3)
+    squares = []
+    for i, (f, d) in enumerate(zip(frames, dets)):
+        runner.feed("frames", f)
+        runner.feed("tracks", tracked(i, [("face_0", d.boxes[0])] if i < 25 else [], 700, 350))
+        follower = runner.node._followers.get("face_0")
+        squares.append(None if follower is None else round(follower.square.x))
+    runner.finish()
+    runner.close()
+    assert len(set(squares[:10])) == 1  # still face: one crop, one mesh
+    assert len(set(squares[10:25])) >= 2  # sliding 60 px: the crop moved with it
+    assert squares[-1] is None  # gone for more than forget_after frames: released
+    out = runner.outputs["tracks"]
+    assert all(t.faces[0].landmarks is not None for t in out[:25])
