@@ -167,11 +167,11 @@ def write_profile(result: RunResult, path: Path) -> Path:
 
 def format_profile(result: RunResult) -> str:
     """A table of per-node timings and throughput."""
-    rows = [("node", "type", "in", "out", "batches", "busy s", "open s", "items/s", "max queue")]
+    rows = [("node", "type", "in", "out", "batches", "busy s", "cpu s", "open s", "items/s", "max queue")]
     for s in result.stats:
         d = s.as_dict()
         rows.append((s.node, s.type, str(s.items_in), str(s.items_out), str(s.batches),
-                     f"{s.busy_s:.3f}", f"{s.open_s:.3f}",
+                     f"{s.busy_s:.3f}", f"{s.cpu_s:.3f}", f"{s.open_s:.3f}",
                      "-" if d["items_per_s"] is None else f"{d['items_per_s']:.1f}",
                      f"{s.max_queue}/{s.queue_capacity}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

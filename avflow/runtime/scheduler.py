@@ -51,7 +51,8 @@ class NodeStats:
     items_out: int = 0
     calls: int = 0
     batches: int = 0
-    busy_s: float = 0.0
+    busy_s: float = 0.0  # wall time inside the node's calls
+    cpu_s: float = 0.0  # CPU time of the node's own thread in them (not of threads libraries start)
     open_s: float = 0.0
     max_queue: int = 0
     queue_capacity: int = 0
@@ -62,6 +63,7 @@ class NodeStats:
         n = self.items_in or self.items_out
         d["items_per_s"] = round(n / self.busy_s, 2) if self.busy_s > 0 else None
         d["busy_s"] = round(self.busy_s, 4)
+        d["cpu_s"] = round(self.cpu_s, 4)
         d["open_s"] = round(self.open_s, 4)
         return d
 
@@ -207,14 +209,10 @@ class Scheduler:
             while True:
                 if self._failed.is_set():
                     raise _Stop
-                t0 = time.perf_counter()
                 try:
-                    out = next(gen)
+                    out = self._call(w, next, gen)
                 except StopIteration:
-                    w.stats.busy_s += time.perf_counter() - t0
                     break
-                w.stats.busy_s += time.perf_counter() - t0
-                w.stats.calls += 1
                 self._emit(w, out)
         finally:
             gen.close()
@@ -265,11 +263,13 @@ class Scheduler:
 
     @staticmethod
     def _call(w: _Worker, fn: Callable, *args: Any) -> Any:
-        t0 = time.perf_counter()
-        out = fn(*args)
-        w.stats.busy_s += time.perf_counter() - t0
-        w.stats.calls += 1
-        return out
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            w.stats.busy_s += time.perf_counter() - t0
+            w.stats.cpu_s += time.thread_time() - c0
+            w.stats.calls += 1
 
     def _get(self, w: _Worker) -> tuple[str, Any]:
         while True:
