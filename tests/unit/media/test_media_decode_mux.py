@@ -130,6 +130,12 @@ def test_transcode_round_trip_keeps_frames_size_duration_and_sync(tmp_path, medi
     assert abs((v_out[0] - a_out[0][0]) - (v_in[0] - a_in[0][0])) < frame
     # Frame times match the input's (VFR-safe muxing keeps timestamps).
     assert np.allclose(v_out, v_in, atol=1e-3)
+    # Pixels survive the re-encode (colour conversion matched to the decoder's, CRF 18).
+    with av.open(str(media_dir / "talking1.mp4")) as a, av.open(str(out)) as b:
+        for k, (fa, fb) in enumerate(zip(a.decode(video=0), b.decode(video=0))):
+            if k % 30 == 0:
+                diff = np.abs(fa.to_ndarray(format="rgb24").astype(int) - fb.to_ndarray(format="rgb24"))
+                assert diff.mean() < 2.0 and np.median(diff) <= 1
 
 
 def test_mux_constant_fps_and_resize(tmp_path, media_dir, repo_dir):
