@@ -32,6 +32,7 @@ from ..io import write_text_atomic
 from ..payloads import Payload
 from ..registry import Registry
 from .batching import resolve_device
+from .memory import quiet_openmp
 from .scheduler import NodeStats, Scheduler
 
 
@@ -125,6 +126,7 @@ class Runner:
     def run(self) -> RunResult:
         """Validate, then run the graph to the end in this process."""
         plan = self.validate()
+        quiet_openmp()  # before resolve_device imports torch
         try:
             device = resolve_device(self.device)
         except ValueError as exc:

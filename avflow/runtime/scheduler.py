@@ -23,7 +23,7 @@ from ..graph.validate import Plan, PlannedNode
 from ..node import Node, NodeContext, Progress
 from ..payloads import Payload
 from .batching import collate
-from .memory import pin_mmap_threshold
+from .memory import HeapTrimmer, quiet_openmp
 
 _POLL = 0.1  # seconds between cancellation checks while blocked on a queue
 
@@ -129,7 +129,8 @@ class Scheduler:
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> dict[str, list[Payload]]:
-        pin_mmap_threshold()
+        quiet_openmp()  # before any node's open() imports torch
+        trimmer = HeapTrimmer()
         threads = [threading.Thread(target=self._run_worker, args=(w,), name=f"avflow:{nid}", daemon=True)
                    for nid, w in self.workers.items()]
         for t in threads:
@@ -138,6 +139,7 @@ class Scheduler:
             while any(t.is_alive() for t in threads):
                 if self.cancel_event.is_set():
                     self._failed.set()
+                trimmer.maybe_trim()
                 for t in threads:
                     t.join(timeout=_POLL)
         except KeyboardInterrupt:
