@@ -1,15 +1,23 @@
-"""Who speaks in each frame: threshold, hysteresis, minimum turn length, silence.
+"""Who speaks in each frame: a segmentation of the score sequence, a minimum turn length, silence.
 
-The decision for one frame is made in three steps:
+Two ways to pick the speaker of each frame from per-track (smoothed) scores:
 
-1. **Candidates**: the tracks whose (smoothed) score is at least ``threshold``. During silence
-   there are none.
-2. **Hysteresis** (:class:`HysteresisPicker`): the current speaker stays while it is a candidate,
-   unless another candidate beats its score by more than ``margin``; otherwise the best candidate
-   takes over (or nobody, if there is none).
-3. **Minimum turn** (:class:`MinTurnFilter`): a run of identical labels (a speaker, or nobody)
-   shorter than ``min_turn`` frames is given the label of the run before it (nobody at the
-   start): short blips of a speaker and short pauses inside a turn are both absorbed.
+- **Viterbi** (:class:`ViterbiSegmenter`, the default of ``sync.speaker``): the best path through
+  the states *nobody* and *track k speaks*, where a frame in state *k* earns the score of track
+  *k* (0 in silence), a frame of nobody earns ``threshold``, every change of speaker costs
+  ``switch_cost`` and every start or end of a pause ``pause_cost`` (``switch_cost`` where the
+  voice goes on: a voice that no face matches is like another speaker). A track must therefore
+  out-score the current speaker for long enough, not merely for a moment, to take over, while a
+  clear change is placed where the scores cross. Nobody keeps the memory of who spoke last, so a
+  pause inside a turn does not make the next speaker free. Decided with a fixed lag: frame *t*
+  once the scores of frame *t + delay* are in.
+- **Hysteresis** (:class:`HysteresisPicker`): the tracks scoring at least ``threshold`` are
+  candidates; the current speaker stays while it is a candidate unless another beats it by more
+  than ``margin``; otherwise the best candidate takes over (or nobody, if there is none).
+
+Both are followed by the **minimum turn** (:class:`MinTurnFilter`): a run of identical labels (a
+speaker, or nobody) shorter than ``min_turn`` frames is given the label of the run before it
+(nobody at the start). With hysteresis nobody speaks during silence.
 
 Silence comes from :class:`EnergyMeter`: the RMS level of the audio within a frame's interval,
 compared with the loudest 10 ms block heard so far (see :func:`is_silent`).
@@ -28,7 +36,7 @@ T = TypeVar("T")
 
 
 class HysteresisPicker:
-    """Step 1 and 2 above, frame after frame. ``current`` is the speaker picked last."""
+    """The hysteresis decision above, frame after frame. ``current`` is the speaker picked last."""
 
     def __init__(self, threshold: float, margin: float = 0.0):
         self.threshold = threshold
@@ -50,7 +58,7 @@ class HysteresisPicker:
 
 
 class MinTurnFilter(Generic[T]):
-    """Step 3 above, streaming: ``push(item, label)`` returns ``(item, final_label)`` pairs in order.
+    """The minimum turn above, streaming: ``push(item, label)`` returns ``(item, final_label)`` pairs in order.
 
     At most ``min_turn - 1`` items are held back (the run that may still prove too short).
     """
@@ -83,15 +91,164 @@ class MinTurnFilter(Generic[T]):
         return out
 
 
+METHODS = ("viterbi", "hysteresis")
+
+
+class ViterbiSegmenter(Generic[T]):
+    """The Viterbi decision above, streaming with a fixed lag.
+
+    ``push(item, scores, silent, dt)`` takes one frame (``scores``: {track: score or None}, ``dt``
+    its duration in seconds) and returns ``(item, label)`` pairs, in order, for the frames now
+    decided: each frame is decided ``delay`` frames later, on the best path up to the newest
+    frame. ``flush()`` decides the rest. States: ``("S", track)`` (the track speaks), ``("Q",
+    track)`` (nobody; the track spoke last) and ``NOBODY`` (nobody, no one spoke before). A track
+    without a score in a frame cannot be the speaker there; in a silent frame every track earns
+    0, so a pause shorter than ``2 * pause_cost / threshold`` seconds stays within the turn.
+    Rewards are score x seconds, costs score-seconds: at a lead of 0.2 over the current speaker,
+    a challenger takes over once it has led for more than ``switch_cost / 0.2`` seconds.
+    Memory: the path scores of the tracks seen within ``keep`` frames and ``delay + 1`` frames of
+    back-pointers.
+    """
+
+    NOBODY = ("N", None)
+
+    def __init__(self, threshold: float, switch_cost: float, pause_cost: float, delay: int, keep: int = 1500):
+        self.threshold = float(threshold)
+        self.switch_cost = float(switch_cost)
+        self.pause_cost = float(pause_cost)
+        self.delay = max(0, int(delay))
+        self.keep = max(1, int(keep))
+        self._score: dict[tuple, float] = {}   # best path score ending in each state
+        self._seen: dict[Hashable, int] = {}    # track -> last frame counter with a score
+        self._frames: deque[tuple[T, dict[tuple, tuple]]] = deque()  # (item, back-pointers)
+        self._count = 0
+        self._silent = True  # before the first frame: as after silence
+
+    def push(self, item: T, scores: Mapping[Hashable, float | None], silent: bool = False,
+             dt: float = 0.04) -> list[tuple[T, Hashable | None]]:
+        valid = {k: float(v) for k, v in scores.items() if v is not None and not math.isnan(float(v))}
+        if silent:  # no evidence in silence: a speaker earns 0 there, so only short pauses stay his
+            valid = dict.fromkeys(valid, 0.0)
+        for k in valid:
+            self._seen[k] = self._count
+        self._forget()
+        self._frames.append((item, self._step(valid, dt, bool(silent))))
+        self._silent = bool(silent)
+        self._count += 1
+        if len(self._frames) <= self.delay:
+            return []
+        return [self._release(self._path()[0])]
+
+    def flush(self) -> list[tuple[T, Hashable | None]]:
+        if not self._frames:
+            return []
+        path = self._path()
+        out = [(item, state[1] if state[0] == "S" else None) for (item, _), state in zip(self._frames, path)]
+        self._frames.clear()
+        return out
+
+    # -- internals --------------------------------------------------------------------------
+    def _step(self, valid: dict[Hashable, float], dt: float, silent: bool) -> dict[tuple, tuple]:
+        prev = self._score or {self.NOBODY: 0.0}
+        ninf = -math.inf
+        # Nobody starts cheaply where the sound stops and ends where it starts again; while a voice
+        # goes on, a change between a face and nobody (a voice off screen) is a change of speaker.
+        to_pause = self.pause_cost if silent else self.switch_cost
+        from_pause = self.pause_cost if self._silent else self.switch_cost
+        speakers = sorted(((v, s) for s, v in prev.items() if s[0] == "S"), key=lambda x: -x[0])[:2]
+        pauses = sorted(((v, s) for s, v in prev.items() if s[0] == "Q"), key=lambda x: -x[0])[:2]
+
+        def best_other(ranked, track):
+            for v, s in ranked:
+                if s[1] != track:
+                    return v, s
+            return ninf, None
+
+        score: dict[tuple, float] = {}
+        back: dict[tuple, tuple] = {}
+        quiet = self.threshold * dt  # what a frame of nobody earns
+        # nobody: stay, or (for a track's pause) pause after that track's speech
+        pause_states = {st for st in prev if st[0] != "S"} | {("Q", st[1]) for st in prev if st[0] == "S"}
+        for state in sorted(pause_states, key=lambda st: (st[0], repr(st[1]))):  # a fixed order: ties break alike
+            best, arg = prev.get(state, ninf), state
+            if state[0] == "Q":
+                v = prev.get(("S", state[1]), ninf) - to_pause
+                if v > best:
+                    best, arg = v, ("S", state[1])
+            score[state], back[state] = best + quiet, arg
+        # speakers: stay, resume after own pause, take over from another speaker or pause, or start
+        for track, value in valid.items():
+            s, q = ("S", track), ("Q", track)
+            options = [(prev.get(s, ninf), s), (prev.get(q, ninf) - from_pause, q),
+                       (prev.get(self.NOBODY, ninf) - from_pause, self.NOBODY)]
+            v, other = best_other(speakers, track)
+            options.append((v - self.switch_cost, other))
+            v, other = best_other(pauses, track)
+            options.append((v - self.switch_cost, other))
+            best, arg = max(options, key=lambda o: o[0])  # first of equal options: stay
+            if best > ninf:
+                score[s], back[s] = best + value * dt, arg
+        # only differences matter: anchoring the best at 0 keeps the sums small on long streams
+        top = max(score.values())
+        self._score = {st: v - top for st, v in score.items()}
+        return back
+
+    def _forget(self) -> None:
+        old = [k for k, c in self._seen.items() if self._count - c > self.keep]
+        for k in old:
+            del self._seen[k]
+            q = self._score.pop(("Q", k), None)
+            self._score.pop(("S", k), None)
+            if q is not None:  # its pause becomes the anonymous one
+                self._score[self.NOBODY] = max(self._score.get(self.NOBODY, -math.inf), q)
+
+    def _path(self) -> list[tuple]:
+        """States of the best path through the buffered frames, oldest first."""
+        state = max(self._score, key=lambda st: (self._score[st], st[0] == "S"))
+        path = [state]
+        for _, back in reversed(list(self._frames)[1:]):
+            state = back.get(state, state)
+            path.append(state)
+        path.reverse()
+        return path
+
+    def _release(self, state: tuple) -> tuple[T, Hashable | None]:
+        item, _ = self._frames.popleft()
+        return item, state[1] if state[0] == "S" else None
+
+
 def decide_sequence(frames: Sequence[Mapping[Hashable, float | None]], threshold: float, margin: float = 0.0,
-                    min_turn: int = 1, silent: Sequence[bool] | None = None) -> list[Hashable | None]:
-    """The speaker of each frame of a whole sequence (the reference for the streaming node)."""
-    picker = HysteresisPicker(threshold, margin)
+                    min_turn: int = 1, silent: Sequence[bool] | None = None, *, method: str = "hysteresis",
+                    switch_cost: float = 0.04, pause_cost: float = 0.04, delay: int = 25,
+                    frame_s: float = 0.04) -> list[Hashable | None]:
+    """The speaker of each frame of a whole sequence, as ``sync.speaker`` decides it.
+
+    :param method: ``"hysteresis"`` (``threshold``, ``margin``) or ``"viterbi"`` (``threshold``,
+        ``switch_cost``, ``pause_cost``, ``delay`` frames, ``frame_s`` the frame duration).
+    """
+    if method == "viterbi":
+        chooser = ViterbiSegmenter(threshold, switch_cost, pause_cost, delay)
+    elif method == "hysteresis":
+        chooser = None
+        picker = HysteresisPicker(threshold, margin)
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     mt: MinTurnFilter[int] = MinTurnFilter(min_turn)
     labels: list[Hashable | None] = [None] * len(frames)
+
+    def settle(pairs):
+        for i, label in pairs:
+            for j, lab in mt.push(i, label):
+                labels[j] = lab
+
     for i, scores in enumerate(frames):
-        for j, lab in mt.push(i, picker.step(scores, bool(silent[i]) if silent is not None else False)):
-            labels[j] = lab
+        mute = bool(silent[i]) if silent is not None else False
+        if chooser is not None:
+            settle(chooser.push(i, scores, mute, frame_s))
+        else:
+            settle([(i, picker.step(scores, mute))])
+    if chooser is not None:
+        settle(chooser.flush())
     for j, lab in mt.flush():
         labels[j] = lab
     return labels

@@ -8,14 +8,18 @@ Used by the accuracy test and ``bench/motion_scorer.py``; not part of any graph:
 - :func:`read_audio` yields the file's audio as :class:`~avflow.payloads.AudioChunk`\\ s;
 - :func:`score_matrix` runs a scorer node and returns an ``(n_frames, n_tracks)`` array;
 - :func:`mouth_motion_scores` is the baseline that must fail: variance of the mouth opening;
-- :func:`reference_decision`: moving average, argmax, threshold for "nobody";
+- :func:`graph_decision` runs ``sync.motion -> sync.smooth -> sync.speaker`` (the nodes of
+  ``graphs/diarize.yaml``, fed in stream order) and returns the speaker of every frame;
+- :func:`reference_decision`: moving average, argmax, threshold for "nobody" (used for the
+  baseline, whose scale has no recommended decision);
 - :func:`evaluate` puts it together: frame accuracy (``avflow.testing.compose.frame_accuracy``,
-  6-frame collar) of the motion scorer and of the mouth-motion baseline on one fixture.
+  6-frame collar) of the motion scorer, decided as the graph decides, and of the mouth-motion
+  baseline on one fixture.
 
 .. code-block:: python
 
     fx = compose_speakers([...])
-    result = evaluate(fx)   # {"motion": 0.96, "baseline": 0.41, "ms_per_frame": 0.8, ...}
+    result = evaluate(fx)   # {"motion": 0.96, "baseline": 0.41, "ms_per_frame": 0.9, ...}
 """
 
 from __future__ import annotations
@@ -204,35 +208,92 @@ def reference_decision(scores: np.ndarray, *, window: int = 13, threshold: float
     return np.where(np.isfinite(top) & (top >= threshold), best, -1)
 
 
-def evaluate(fixture, tracks: Sequence[TrackedFaces] | None = None, *, window: int = 9, threshold: float = 0.2,
-             baseline_thresholds: Sequence[float] = (0.0, 0.005, 0.01, 0.02), collar: int = 6,
-             **params) -> dict:
-    """Frame accuracy of ``sync.motion`` and of the mouth-motion baseline on a composed fixture.
+def graph_decision(tracks: Sequence[TrackedFaces], audio: Sequence[AudioChunk], *, smooth_window: int = 9,
+                   scorer_params: dict | None = None, **speaker_params) -> dict:
+    """The decision of ``graphs/diarize.yaml`` from given landmarks: ``sync.motion``, then
+    ``sync.smooth`` (``smooth_window``), then ``sync.speaker`` (``speaker_params``; the graph sets
+    ``min_turn`` 8), each fed in the order a scheduler would deliver the items.
 
-    :param fixture: a :class:`avflow.testing.compose.ComposedVideo`.
-    :param tracks: its landmarks (default: :func:`tile_tracks`, MediaPipe on each tile).
-    :param window: frames of the moving average before the argmax (``sync.smooth``'s window).
-    :param threshold: smoothed score under which nobody speaks.
-    :param baseline_thresholds: the baseline gets the best of these (its scale is different).
-    :param params: ``sync.motion`` parameters.
-    :returns: ``{"motion", "baseline", "ms_per_frame", "decision", "scores"}``.
+    :returns: ``{"active": [track id or None per frame], "scores": [Score, ...] (raw),
+        "scorer_s": seconds spent in sync.motion}``.
     """
     import time
 
-    from avflow.testing.compose import frame_accuracy
+    from avflow.testing import NodeRunner
 
     from .motion import MotionScorer
+    from .nodes.smooth import ScoreSmoother
+    from .nodes.speaker import SpeakerDecision
+
+    scorer = NodeRunner(MotionScorer, **(scorer_params or {}))
+    smoother = NodeRunner(ScoreSmoother, window=smooth_window)
+    speaker = NodeRunner(SpeakerDecision, **speaker_params)
+    spent = 0.0
+
+    def score(feed) -> None:
+        nonlocal spent
+        n = len(scorer.outputs["scores"])
+        start = time.perf_counter()
+        feed()
+        spent += time.perf_counter() - start
+        for item in scorer.outputs["scores"][n:]:
+            m = len(smoother.outputs["scores"])
+            smoother.feed("scores", item)
+            for smoothed in smoother.outputs["scores"][m:]:
+                speaker.feed("scores", smoothed)
+
+    try:
+        for port, item in interleave(tracks, audio):
+            speaker.feed(port, item)  # tracks and audio reach sync.speaker directly
+            score(lambda: scorer.feed(port, item))
+        score(scorer.finish)
+        m = len(smoother.outputs["scores"])
+        smoother.finish()
+        for smoothed in smoother.outputs["scores"][m:]:
+            speaker.feed("scores", smoothed)
+        records = speaker.finish()["active"]
+    finally:
+        for runner in (scorer, smoother, speaker):
+            runner.close()
+    active: list = [None] * len(tracks)
+    for r in records:
+        if 0 <= r.data["frame_index"] < len(active):
+            active[r.data["frame_index"]] = r.data["active"]
+    return {"active": active, "scores": scorer.outputs["scores"], "scorer_s": spent}
+
+
+def evaluate(fixture, tracks: Sequence[TrackedFaces] | None = None, *, window: int = 9, min_turn: int = 8,
+             baseline_thresholds: Sequence[float] = (0.0, 0.005, 0.01, 0.02), collar: int = 6,
+             speaker_params: dict | None = None, **params) -> dict:
+    """Frame accuracy of ``sync.motion`` (decided as the graph decides) and of the mouth-motion
+    baseline on a composed fixture.
+
+    :param fixture: a :class:`avflow.testing.compose.ComposedVideo`.
+    :param tracks: its landmarks (default: :func:`tile_tracks`, MediaPipe on each tile).
+    :param window: ``sync.smooth``'s window (frames), also the baseline's moving average.
+    :param min_turn: ``sync.speaker``'s minimum turn (``graphs/diarize.yaml``: 8).
+    :param speaker_params: other ``sync.speaker`` parameters (default: its defaults).
+    :param baseline_thresholds: the baseline gets the best of these (its scale is different).
+    :param params: ``sync.motion`` parameters.
+    :returns: ``{"motion", "baseline", "ms_per_frame", "decision", "scores"}``: ``decision`` the
+        tile index per frame (-1: nobody), ``scores`` the raw ``(n_frames, n_tiles)`` scores.
+    """
+    from avflow.testing.compose import frame_accuracy
 
     tracks = list(tracks) if tracks is not None else list(tile_tracks(fixture))
     ids = [f"tile{t.index}" for t in fixture.tiles]
     audio = list(read_audio(fixture.path))
-    start = time.perf_counter()
-    scores = score_matrix(MotionScorer, tracks, audio, ids, **params)
-    elapsed = time.perf_counter() - start
-    decision = reference_decision(scores, window=window, threshold=threshold)
+    run = graph_decision(tracks, audio, smooth_window=window, scorer_params=params, min_turn=min_turn,
+                         **(speaker_params or {}))
+    col = {t: k for k, t in enumerate(ids)}
+    decision = np.array([-1 if a is None else col.get(a, -1) for a in run["active"]])
+    scores = np.full((len(tracks), len(ids)), np.nan)
+    for s in run["scores"]:
+        if s.track_id in col and s.value is not None:
+            scores[s.frame_index, col[s.track_id]] = s.value
     motion = frame_accuracy(fixture, list(decision), collar=collar)
     base = mouth_motion_scores(mouth_opening(tracks, ids))
     baseline = max(frame_accuracy(fixture, list(reference_decision(base, window=window, threshold=th)),
                                   collar=collar) for th in baseline_thresholds)
-    return {"motion": motion, "baseline": baseline, "ms_per_frame": 1000 * elapsed / max(1, len(tracks)),
+    return {"motion": motion, "baseline": baseline, "ms_per_frame": 1000 * run["scorer_s"] / max(1, len(tracks)),
             "decision": decision, "scores": scores}

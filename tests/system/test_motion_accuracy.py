@@ -3,14 +3,16 @@
 Fixtures (avflow.testing.compose): talking tiles and a still portrait, one voice heard at a time in
 random 2-4 s turns with silence gaps, the tiles not heard showing another part of their own
 clip (lips moving, out of sync). Landmarks come from MediaPipe face mesh run on each tile
-(motion_eval.tile_tracks). Decision: 9-frame moving average, argmax, nobody under 0.2. Frame
-accuracy with a 6-frame collar around every change of the ground truth (speaker changes, and
-pauses of 0.3 s or more, where nobody speaks).
+(motion_eval.tile_tracks). Decision: the graph's (motion_eval.graph_decision: sync.smooth over 9
+frames, then sync.speaker with its defaults and min_turn 8). Frame accuracy with a 6-frame collar
+around every change of the ground truth (speaker changes, and pauses of 0.3 s or more, where
+nobody speaks).
 
-Measured (bench/motion_scorer.py, 18 fixtures of 12 s): two talkers + a portrait 0.949 on
-average (0.805-1.0 per fixture), three talkers + a portrait 0.873 (0.748-1.0); the mouth-motion
-baseline 0.24-0.38 on average (max 0.585). The bars below leave room for the spread of single
-12 s fixtures.
+Measured on the fixtures below: 0.994, 0.940, 0.823 (two talkers) and 0.888 (three). On fresh
+fixtures (bench/motion_scorer.py) two talkers + a portrait average 0.94-0.95 and three 0.85-0.87;
+through the whole diarize graph (its own per-track face mesh) 0.938 and 0.896. The 95 % target is
+not asserted because it is not reached (see the bench's analysis); the bars leave room for the
+spread of single 12 s fixtures.
 """
 
 from __future__ import annotations
@@ -81,4 +83,4 @@ def test_diarize_graph_end_to_end(media_dir, repo_dir, tmp_path):
     result = avflow.run(repo_dir / "graphs" / "diarize.yaml", {"video": str(fx.path)}, output_dir=tmp_path / "out",
                         device="cpu")
     doc = result.outputs["diarization"].data
-    assert frame_accuracy(fx, doc) >= 0.85
+    assert frame_accuracy(fx, doc) >= 0.95  # measured 0.994 (video-mode face mesh per track)

@@ -9,7 +9,8 @@ import pytest
 
 from avflow.payloads import AudioChunk, Box, FaceTrack, Score, TrackedFaces
 from avflow.testing import NodeRunner
-from avflow_sync.decision import EnergyMeter, HysteresisPicker, MinTurnFilter, decide_sequence, is_silent
+from avflow_sync.decision import (EnergyMeter, HysteresisPicker, MinTurnFilter, ViterbiSegmenter, decide_sequence,
+                                  is_silent)
 from avflow_sync.nodes.smooth import ScoreSmoother
 from avflow_sync.nodes.speaker import SpeakerDecision
 from avflow_sync.smoothing import TrackSmoother, smooth_sequence
@@ -148,7 +149,7 @@ def active(records):
 ])
 def test_speaker_per_frame_with_silence_and_no_faces(min_turn, expected):
     tracks, scores, chunks = scene()
-    out = NodeRunner(SpeakerDecision, min_turn=min_turn).run(
+    out = NodeRunner(SpeakerDecision, method="hysteresis", min_turn=min_turn).run(
         {"tracks": tracks, "scores": scores, "audio": chunks})["active"]
     assert [r.data["frame_index"] for r in out] == list(range(20))
     assert [r.pts for r in out] == list(range(20)) and all(r.time_base == TB for r in out)
@@ -162,7 +163,7 @@ def test_speaker_per_frame_with_silence_and_no_faces(min_turn, expected):
 
 def test_speaker_decides_while_streaming():
     tracks, scores, chunks = scene()
-    runner = NodeRunner(SpeakerDecision, lookahead=2, min_turn=1)
+    runner = NodeRunner(SpeakerDecision, method="hysteresis", lookahead=2, min_turn=1)
     for c in chunks[:6]:                     # audio up to 0.375 s: frames 0..8 complete
         runner.feed("audio", c)
     for f in range(20):
@@ -179,21 +180,23 @@ def test_speaker_decides_while_streaming():
 
 def test_speaker_without_tracks_uses_the_scored_frames_as_clock():
     scores = [score("a", f, 0.9) for f in (3, 4, 5, 6, 9, 10, 11)]
-    out = NodeRunner(SpeakerDecision, min_turn=1).run({"scores": scores})["active"]
+    out = NodeRunner(SpeakerDecision, method="hysteresis", min_turn=1).run({"scores": scores})["active"]
     assert [r.data["frame_index"] for r in out] == list(range(3, 12))
     assert [r.pts for r in out] == list(range(3, 12))            # pts of frames 7, 8 interpolated
     assert active(out) == ["a"] * 4 + [None] * 2 + ["a"] * 3
     assert all(r.data["silent"] is None for r in out)
 
 
-def test_speaker_nobody_when_no_face_scores_well():
+@pytest.mark.parametrize("method", ["viterbi", "hysteresis"])
+def test_speaker_nobody_when_no_face_scores_well(method):
     tracks = [tracked(f, ["a"]) for f in range(6)]
     scores = [score("a", f, 0.3) for f in range(6)]
-    out = NodeRunner(SpeakerDecision, min_turn=1).run({"tracks": tracks, "scores": scores})["active"]
+    out = NodeRunner(SpeakerDecision, method=method, min_turn=1).run({"tracks": tracks, "scores": scores})["active"]
     assert active(out) == [None] * 6
 
 
-def test_speaker_uses_the_scorers_recommended_threshold_unless_set():
+@pytest.mark.parametrize("method", ["viterbi", "hysteresis"])
+def test_speaker_uses_the_scorers_recommended_threshold_unless_set(method):
     from fractions import Fraction
 
     from avflow import Score
@@ -202,12 +205,76 @@ def test_speaker_uses_the_scorers_recommended_threshold_unless_set():
 
     def scores(hint):
         return [Score(pts=i, time_base=Fraction(1, 25), track_id="face_0", frame_index=i, value=0.3,
-                      extra={} if hint is None else {"threshold": hint}) for i in range(10)]
+                      extra={} if hint is None else {"threshold": hint}) for i in range(50)]
 
     def actives(hint=None, **params):
-        out = NodeRunner(SpeakerDecision, min_turn=1, lookahead=0, **params).run({"scores": scores(hint)})
+        out = NodeRunner(SpeakerDecision, method=method, min_turn=1, lookahead=0, **params).run(
+            {"scores": scores(hint)})
         return [r.data["active"] for r in out["active"]]
 
-    assert actives(hint=0.2) == ["face_0"] * 10        # the scorer's scale: 0.3 is speech
-    assert actives() == [None] * 10                   # no hint: 0.5
-    assert actives(hint=0.2, threshold=0.4) == [None] * 10  # the graph's value wins
+    assert actives(hint=0.2) == ["face_0"] * 50        # the scorer's scale: 0.3 is speech
+    assert actives() == [None] * 50                   # no hint: 0.5
+    assert actives(hint=0.2, threshold=0.4) == [None] * 50  # the graph's value wins
+
+
+# -- viterbi ------------------------------------------------------------------------------------
+def turns(*runs):
+    """Score frames from runs of (frames, {track: score})."""
+    return [dict(sc) for n, sc in runs for _ in range(n)]
+
+
+def test_viterbi_ignores_a_brief_flip_and_keeps_sharp_changes():
+    frames = turns((60, {"a": 0.6, "b": 0.1}), (6, {"a": 0.35, "b": 0.55}), (60, {"a": 0.6, "b": 0.1}),
+                   (50, {"a": 0.1, "b": 0.5}))
+    labels = decide_sequence(frames, 0.2, method="viterbi")
+    assert labels == ["a"] * 126 + ["b"] * 50            # the flip is not worth two changes; the turn is
+    hyst = decide_sequence(frames, 0.2, margin=0.05)
+    assert hyst[60:66] == ["b"] * 6                      # frame by frame, the flip gets through
+
+
+def test_viterbi_pauses_and_off_screen_voices():
+    quiet = {"a": 0.0, "b": 0.0}
+    frames = turns((40, {"a": 0.5, "b": 0.1}), (4, quiet), (40, {"a": 0.5, "b": 0.1}), (25, quiet),
+                   (40, {"a": 0.5, "b": 0.1}), (40, {"a": 0.05, "b": 0.1}))
+    silent = [False] * 40 + [True] * 4 + [False] * 40 + [True] * 25 + [False] * 80
+    labels = decide_sequence(frames, 0.2, method="viterbi", silent=silent)
+    # a short pause stays within the turn, a long one is nobody's; speech that no face
+    # matches (the last 40 frames) is nobody's too
+    assert labels == ["a"] * 84 + [None] * 25 + ["a"] * 40 + [None] * 40
+    # a track without a score cannot speak
+    frames[10] = {"a": None, "b": 0.1}
+    assert decide_sequence(frames, 0.2, method="viterbi", silent=silent)[10] is None
+
+
+def test_viterbi_streams_with_a_fixed_lag():
+    seg: ViterbiSegmenter[int] = ViterbiSegmenter(0.2, 0.08, 0.04, delay=10)
+    frames = turns((30, {"a": 0.6, "b": 0.1}), (30, {"a": 0.1, "b": 0.6}))
+    released = []
+    for i, sc in enumerate(frames):
+        out = seg.push(i, sc, False, 0.04)
+        assert [j for j, _ in out] == ([i - 10] if i >= 10 else [])   # frame t leaves with frame t + 10
+        assert len(seg._frames) <= 11
+        released += out
+    released += seg.flush()
+    assert [j for j, _ in released] == list(range(60))
+    assert [lab for _, lab in released] == ["a"] * 30 + ["b"] * 30
+
+
+def test_viterbi_forgets_tracks_that_left():
+    seg: ViterbiSegmenter[int] = ViterbiSegmenter(0.2, 0.08, 0.04, delay=2, keep=20)
+    for i in range(100):
+        seg.push(i, {f"t{i // 10}": 0.5}, False, 0.04)     # a new track every 10 frames
+    assert len(seg._score) <= 2 * 3 + 1
+
+
+def test_speaker_node_matches_decide_sequence():
+    values = [0.6] * 40 + [0.3] * 5 + [0.6] * 20 + [0.1] * 40
+    other = [0.1] * 40 + [0.5] * 5 + [0.1] * 20 + [0.5] * 40
+    scores = [s for f in range(len(values)) for s in (score("a", f, values[f]), score("b", f, other[f]))]
+    tracks = [tracked(f, ["a", "b"]) for f in range(len(values))]
+    out = NodeRunner(SpeakerDecision, min_turn=3, threshold=0.2, method="viterbi").run(
+        {"tracks": tracks, "scores": scores})["active"]
+    ref = decide_sequence([{"a": values[f], "b": other[f]} for f in range(len(values))], 0.2, min_turn=3,
+                          method="viterbi", delay=25, frame_s=0.04)
+    assert active(out) == ref
+    assert ref == ["a"] * 65 + ["b"] * 40
