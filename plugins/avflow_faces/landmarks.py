@@ -33,7 +33,7 @@ class FaceLandmarksConfig:
 class _Follower:
     """One track's video-mode mesh and the crop it sees (kept while the face stays inside it)."""
 
-    mesh: Any
+    mesh: Any  # None while the face is lost (then measured the static way)
     square: Box  # the unclipped square crop the mesh was started on
     region: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # clipped crop, x0, y0, x1, y1
     last_seen: int = 0
@@ -52,8 +52,8 @@ class FaceLandmarks(Node):
     With ``video_mode`` (the default) every track gets its own mesh that follows the face from
     frame to frame on a crop that stays put while the face stays well inside it, as MediaPipe
     does on video: its face detector runs only when the face is lost, which halves the cost.
-    A mesh that lands on the wrong face (another face in the crop) is restarted, and that frame
-    is measured the static way. Meshes of tracks gone for ``forget_after`` frames are released.
+    A mesh that loses the face or lands on another one (a neighbour in the crop) is dropped; the
+    track is then measured the static way until its face is found again. Meshes of tracks gone for ``forget_after`` frames are released.
 
     Frames and tracks may arrive out of step (the tracker lags): frames are buffered by index
     (at most ``max_pending``) and tracks are emitted in order, one out per TrackedFaces in.
@@ -95,9 +95,8 @@ class FaceLandmarks(Node):
         self._warned = False
 
     def close(self, ctx: NodeContext) -> None:
-        for follower in self._followers.values():
-            follower.mesh.close()
-        self._followers = {}
+        for tid in list(self._followers):
+            self._release(tid)
         if self._mesh is not None:
             self._mesh.close()
             self._mesh = None
@@ -152,9 +151,17 @@ class FaceLandmarks(Node):
     def _follow(self, image: np.ndarray, track_id: str, box: Box, index: int) -> np.ndarray | None:
         h, w = image.shape[:2]
         follower = self._followers.get(track_id)
+        if follower is not None and follower.mesh is None:
+            # Lost: measured the static way until the face is found again (starting a video-mode
+            # mesh costs ~25 ms, too much to repeat on every frame of a turned-away face).
+            follower.last_seen = index
+            found = self.landmarks_for(image, box)
+            if found is not None:
+                del self._followers[track_id]  # a fresh mesh follows it from the next frame
+            return found
         if follower is not None and not _still_fits(follower.square, box, float(self.config.expand)):
             # The face left its crop: the previous landmarks say nothing about the new one.
-            self._followers.pop(track_id).mesh.close()
+            self._release(track_id)
             follower = None
         if follower is None:
             square = self._square(box)
@@ -166,15 +173,22 @@ class FaceLandmarks(Node):
         follower.last_seen = index
         found = self._measure(follower.mesh, image, follower.region, box)
         if found is None:
-            # Lost, or following a neighbour's face: start over, and measure this frame the static way.
+            # Lost, or following a neighbour's face: measure this frame the static way.
             follower.mesh.close()
-            del self._followers[track_id]
-            return self.landmarks_for(image, box)
+            follower.mesh = None
+            found = self.landmarks_for(image, box)
+            if found is not None:
+                del self._followers[track_id]
         return found
+
+    def _release(self, track_id: str) -> None:
+        follower = self._followers.pop(track_id)
+        if follower.mesh is not None:
+            follower.mesh.close()
 
     def _forget(self, index: int) -> None:
         for tid in [t for t, f in self._followers.items() if index - f.last_seen > self.config.forget_after]:
-            self._followers.pop(tid).mesh.close()
+            self._release(tid)
 
     # -- one crop ----------------------------------------------------------------------------
     def _square(self, box: Box) -> Box:

@@ -160,3 +160,22 @@ def test_video_mode_restarts_when_the_face_leaves_its_crop_and_forgets_gone_trac
     assert squares[-1] is None  # gone for more than forget_after frames: released
     out = runner.outputs["tracks"]
     assert all(t.faces[0].landmarks is not None for t in out[:25])
+
+
+def test_video_mode_face_lost_then_found_again(moving_clip, make_frames):
+    images = [img if not 4 <= i < 8 else np.zeros_like(img) for i, img in enumerate(moving_clip[:10])]
+    frames = make_frames(images)
+    box = NodeRunner(FaceDetect).run({"frames": frames[:1]})["detections"][0].boxes[0]
+    runner = NodeRunner(FaceLandmarks)
+    states = []
+    for i, f in enumerate(frames):
+        runner.feed("frames", f)
+        runner.feed("tracks", tracked(i, [("face_0", box)], 700, 350))  # the tracker keeps the box
+        follower = runner.node._followers.get("face_0")
+        states.append("none" if follower is None else "lost" if follower.mesh is None else "video")
+    runner.finish()
+    runner.close()
+    found = [t.faces[0].landmarks is not None for t in runner.outputs["tracks"]]
+    assert found == [True] * 4 + [False] * 4 + [True] * 2
+    assert states[:4] == ["video"] * 4 and states[4:8] == ["lost"] * 4
+    assert states[8] == "none" and states[9] == "video"  # found the static way, then followed again
