@@ -267,11 +267,12 @@ class Scheduler:
     def _call(w: _Worker, fn: Callable, *args: Any) -> Any:
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            return fn(*args)
-        finally:
+            out = fn(*args)
+        finally:  # a source's last next() raises StopIteration: its time counts, not as a call
             w.stats.busy_s += time.perf_counter() - t0
             w.stats.cpu_s += time.thread_time() - c0
-            w.stats.calls += 1
+        w.stats.calls += 1
+        return out
 
     def _get(self, w: _Worker) -> tuple[str, Any]:
         while True:
