@@ -2,18 +2,19 @@
 
 Two ways to pick the speaker of each frame from per-track (smoothed) scores:
 
-- **Viterbi** (:class:`ViterbiSegmenter`, the default of ``sync.speaker``): the best path through
-  the states *nobody* and *track k speaks*, where a frame in state *k* earns the score of track
-  *k* (0 in silence), a frame of nobody earns ``threshold``, every change of speaker costs
-  ``switch_cost`` and every start or end of a pause ``pause_cost`` (``switch_cost`` where the
-  voice goes on: a voice that no face matches is like another speaker). A track must therefore
-  out-score the current speaker for long enough, not merely for a moment, to take over, while a
-  clear change is placed where the scores cross. Nobody keeps the memory of who spoke last, so a
-  pause inside a turn does not make the next speaker free. Decided with a fixed lag: frame *t*
-  once the scores of frame *t + delay* are in.
-- **Hysteresis** (:class:`HysteresisPicker`): the tracks scoring at least ``threshold`` are
-  candidates; the current speaker stays while it is a candidate unless another beats it by more
-  than ``margin``; otherwise the best candidate takes over (or nobody, if there is none).
+- **Viterbi** (:class:`ViterbiSegmenter`, ``sync.speaker``'s ``method: viterbi``): the best path
+  through the states *nobody* and *track k speaks*, where a frame in state *k* earns the score of
+  track *k* (0 in silence), a frame of nobody earns ``threshold``, every change of speaker costs
+  ``switch_cost`` and every start or end of a pause ``pause_cost`` (``switch_cost`` where the voice
+  goes on: a voice that no face matches is like another speaker). A track must therefore out-score
+  the current speaker for long enough, not merely for a moment, to take over, while a clear change
+  is placed where the scores cross. Nobody keeps the memory of who spoke last, so a pause inside a
+  turn does not make the next speaker free. Decided with a fixed lag: frame *t* once the scores of
+  frame *t + delay* are in.
+- **Hysteresis** (:class:`HysteresisPicker`, the default): the tracks scoring at least
+  ``threshold`` are candidates; the current speaker stays while it is a candidate unless another
+  beats it by more than ``margin``; otherwise the best candidate takes over (or nobody, if there is
+  none).
 
 Both are followed by the **minimum turn** (:class:`MinTurnFilter`): a run of identical labels (a
 speaker, or nobody) shorter than ``min_turn`` frames is given the label of the run before it
