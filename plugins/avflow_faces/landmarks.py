@@ -28,6 +28,8 @@ class FaceLandmarksConfig:
                                    "every crop")
     forget_after: int = param(25, "frames a track may be absent before its video-mode mesh is released",
                               min=1)
+    max_followers: int = param(8, "video mode: at most this many tracks have their own mesh; further "
+                                  "tracks are measured the static way", min=0)
 
 
 @dataclass
@@ -52,11 +54,13 @@ class FaceLandmarks(Node):
 
     With ``video_mode`` (the default) every track gets its own mesh that follows the face from
     frame to frame on a crop that stays put while the face stays well inside it, as MediaPipe
-    does on video: its face detector runs only when the face is lost. Measured on 10 s of 720p with
-    4 faces: 2.4 instead of 3.7 CPU s, and landmarks steady enough to lift the diarize graph's
-    frame accuracy on a three-talker fixture from 0.63 to 0.87.
-    A mesh that loses the face or lands on another one (a neighbour in the crop) is dropped; the
-    track is then measured the static way until its face is found again. Meshes of tracks gone for ``forget_after`` frames are released.
+    does on video: its face detector runs only when the face is lost. Measured on 10 s of 720p
+    with 4 faces: 2.4 instead of 3.7 CPU s, and landmarks steady enough to lift the diarize
+    graph's frame accuracy on a three-talker fixture from 0.63 to 0.87. A mesh that loses the
+    face or lands on another one (a neighbour in the crop) is dropped; the track is then measured
+    the static way until its face is found again. Meshes of tracks gone for ``forget_after``
+    frames are released, and at most ``max_followers`` tracks have one (~20 MB and two threads
+    each): a crowd beyond that is measured the static way.
 
     Frames and tracks may arrive out of step (the tracker lags): frames are buffered by index
     (at most ``max_pending``) and tracks are emitted in order, one out per TrackedFaces in.
@@ -67,7 +71,7 @@ class FaceLandmarks(Node):
       - out ``tracks`` (TrackedFaces): the same, with ``landmarks`` set.
 
     Params: ``expand``, ``min_confidence``, ``min_iou``, ``max_pending``, ``video_mode``,
-    ``forget_after``.
+    ``forget_after``, ``max_followers``.
 
     .. code-block:: yaml
 
@@ -167,6 +171,8 @@ class FaceLandmarks(Node):
             self._release(track_id)
             follower = None
         if follower is None:
+            if sum(f.mesh is not None for f in self._followers.values()) >= self.config.max_followers:
+                return self.landmarks_for(image, box)
             square = self._square(box)
             region = _pixel_region(square, w, h)
             if region is None:

@@ -179,3 +179,17 @@ def test_video_mode_face_lost_then_found_again(moving_clip, make_frames):
     assert found == [True] * 4 + [False] * 4 + [True] * 2
     assert states[:4] == ["video"] * 4 and states[4:8] == ["lost"] * 4
     assert states[8] == "none" and states[9] == "video"  # found the static way, then followed again
+
+
+def test_video_mode_caps_the_meshes_and_measures_further_tracks_the_static_way(two_faces, two_face_boxes,
+                                                                                 make_frames):
+    left, right = two_face_boxes
+    runner = NodeRunner(FaceLandmarks, max_followers=1)
+    for i, frame in enumerate(make_frames([two_faces] * 3)):
+        runner.feed("frames", frame)
+        runner.feed("tracks", tracked(i, [("face_0", left), ("face_1", right)], 700, 350))
+        assert list(runner.node._followers) == ["face_0"]
+    runner.finish()
+    runner.close()
+    assert all(f.landmarks is not None for t in runner.outputs["tracks"] for f in t.faces)
+    assert runner.node._followers == {}  # released on close
