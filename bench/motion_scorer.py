@@ -27,8 +27,9 @@ were chosen on fixtures 0-35 / 0-23, seeds 100-135 / 200-223; --start 60 gives f
 Decided frame by frame instead (the 9-frame moving average, argmax, nobody under 0.2), the fresh
 fixtures gave 0.948 (min 0.763) and 0.864 (min 0.756); with sync.speaker's hysteresis (its
 default) 0.940 and 0.854. Through the whole diarize graph (per-track face mesh in video mode,
-detection every 3rd frame) on 10 other fresh fixtures, hysteresis gave 0.938 (two talkers) and
-0.896 (three), viterbi 0.927 and 0.911: no better overall, so hysteresis stays the default.
+detection every 3rd frame) on 17 other fresh fixtures, hysteresis gave 0.950 (two talkers) and
+0.920 (three), viterbi 0.946 and 0.939 (bench/README.md): hysteresis, the simpler, stays the
+default.
 
 The 95 % target is not reached. Nearly all remaining errors name another talker (fresh: 4.6 %
 and 12.3 % of the scored frames; a speaker taken for nobody 0.5 % and 0.3 %); 78 % of them (two

@@ -10,7 +10,7 @@ nobody speaks).
 
 Measured on the fixtures below: 0.994, 0.940, 0.823 (two talkers) and 0.888 (three). On fresh
 fixtures (bench/motion_scorer.py) two talkers + a portrait average 0.94-0.95 and three 0.85-0.87;
-through the whole diarize graph (its own per-track face mesh) 0.938 and 0.896. The 95 % target is
+through the whole diarize graph (its own per-track face mesh; 17 fixtures) 0.950 and 0.920. The 95 % target is
 not asserted because it is not reached (see the bench's analysis); the bars leave room for the
 spread of single 12 s fixtures.
 """
