@@ -1,4 +1,4 @@
-"""avflow built-in plugin: media decoding, transforms and muxing with PyAV (no ffmpeg subprocess)."""
+"""avflow built-in plugin: media decoding, transforms and muxing with PyAV, all in-process."""
 
 from avflow import hookimpl
 
