@@ -8,8 +8,8 @@ pages: frames, crops and torch activations then cost 2-4x more CPU (a 2 min tran
 instead of 12 s; SyncNet 2.4x slower). So instead, once per process: large blocks stay on the
 heap (mmap only above 32 MB), two arenas serve all threads, the heap top is given back above
 1 MB free; and while a graph runs, :class:`HeapTrimmer` hands the free pages inside the heap
-back to the OS about once a second. Measured: 2 min vs 10 s peak RSS within 4% (transcode) and
-1% (diarize), and the speed of glibc's defaults.
+back to the OS about once a second. Measured: 2 min vs 10 s peak RSS within 1% (transcode) and
+5% (diarize), at the speed of glibc's defaults.
 """
 
 from __future__ import annotations
