@@ -166,9 +166,10 @@ def test_code_executing_pickles_are_refused(tmp_path):
 # -- scoring ----------------------------------------------------------------------------------------
 def test_batched_scores_equal_batch_size_one(ckpt_path, model):
     items = windows(4)  # tracks a, b, a, b: one batch mixes both
-    big = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=3)
+    # fp32: compared with Wav2Lip's own forward below (bf16 is checked separately)
+    big = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=3, precision="fp32")
     out3 = big.run({"windows": items})["scores"]
-    one = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=1)
+    one = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=1, precision="fp32")
     out1 = one.run({"windows": items})["scores"]
     assert big.batch_sizes == [3, 1] and one.batch_sizes == [1] * 4  # the partial batch is flushed at the end
     assert [(s.track_id, s.frame_index, s.pts) for s in out3] == [(w.track_id, w.frame_index + 2, w.pts) for w in items]
@@ -184,7 +185,8 @@ def test_batched_scores_equal_batch_size_one(ckpt_path, model):
 def test_offset_search_scores_every_offset(ckpt_path, model):
     items = windows(2, k=5, seed=1)
     items[0].mel_valid[:2] = False
-    out = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8).run({"windows": items})["scores"]
+    out = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8, precision="fp32").run(
+        {"windows": items})["scores"]
     ref = sync_similarity(model, torch.from_numpy(np.stack([w.video for w in items])),
                           torch.from_numpy(np.stack([w.mel for w in items]))).numpy()
     for s, r, w in zip(out, ref, items):
@@ -208,10 +210,21 @@ def test_models_declares_the_checkpoint():
     assert mf.param == "weights" and "lipsync_expert.pth" in mf.doc
 
 
+def test_bf16_matches_fp32_and_auto_picks_it_only_where_the_cpu_has_it(ckpt_path):
+    from avflow_sync.nodes.syncnet import cpu_has_bf16, resolve_precision
+
+    assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
+    items = windows(8)
+    fp32 = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8, precision="fp32").run({"windows": items})
+    bf16 = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8, precision="bf16").run({"windows": items})
+    np.testing.assert_allclose([s.value for s in bf16["scores"]], [s.value for s in fp32["scores"]], atol=1e-2)
+
+
 @pytest.mark.gpu
 def test_fp16_on_cuda_matches_fp32(ckpt_path):
     items = windows(8)
-    fp32 = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8).run({"windows": items})["scores"]
+    fp32 = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8, precision="fp32").run({"windows": items})["scores"]
     r = NodeRunner(SyncNetScorer, weights=ckpt_path, batch_size=8, device="cuda")
     fp16 = r.run({"windows": items})["scores"]
     np.testing.assert_allclose([s.value for s in fp16], [s.value for s in fp32], atol=2e-2)
