@@ -21,7 +21,6 @@ from ..graph.spec import GraphSpec
 from ..graph.validate import validate
 from ..registry import Registry
 from ..runtime.batching import resolve_device
-from ..runtime.memory import quiet_openmp
 from .inputs import assign_names
 from .results import InputResult, ManyProgress, ManyResult
 from .store import OutputRoot, now_iso
@@ -112,7 +111,6 @@ def run_many(
     if executor != "ray":
         # Resolved here once: local workers then import torch only if their nodes need it.
         # Ray actors resolve it themselves, on the node (and GPU) Ray gives them.
-        quiet_openmp()  # before resolve_device imports torch
         try:
             device = resolve_device(device)
         except ValueError as exc:

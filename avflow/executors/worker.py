@@ -147,9 +147,6 @@ def limit_threads(threads: int) -> None:
     """Keep a worker's math libraries to ``threads`` threads (several workers share the cores)."""
     import sys
 
-    from ..runtime.memory import quiet_openmp
-
-    quiet_openmp()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
     if "torch" in sys.modules:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..node import Batch
 from ..payloads import Payload
+from .memory import quiet_openmp
 
 
 def resolve_device(device: str) -> str:
@@ -16,6 +17,7 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N")
     if device == "cpu":
         return "cpu"
+    quiet_openmp()  # the first torch import of a run may be this one
     import torch
 
     if torch.cuda.is_available():

@@ -32,7 +32,6 @@ from ..io import write_text_atomic
 from ..payloads import Payload
 from ..registry import Registry
 from .batching import resolve_device
-from .memory import quiet_openmp
 from .scheduler import NodeStats, Scheduler
 
 
@@ -126,7 +125,6 @@ class Runner:
     def run(self) -> RunResult:
         """Validate, then run the graph to the end in this process."""
         plan = self.validate()
-        quiet_openmp()  # before resolve_device imports torch
         try:
             device = resolve_device(self.device)
         except ValueError as exc:
