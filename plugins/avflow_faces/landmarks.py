@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ class _Follower:
 
     mesh: Any  # None while the face is lost (then measured the static way)
     square: Box  # the unclipped square crop the mesh was started on
-    region: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # clipped crop, x0, y0, x1, y1
+    region: tuple[int, int, int, int]  # the square clipped to the frame: x0, y0, x1, y1
     last_seen: int = 0
 
 
