@@ -264,7 +264,27 @@ def save_random_syncnet(path: str | Path, seed: int = 0, *, legacy_format: bool 
     return Path(path)
 
 
-def sync_similarity(model: Any, video: Any, mel: Any, dtype: Any = None) -> Any:
+def fold_batchnorm(model: Any) -> Any:
+    """Fold each block's BatchNorm into its convolution, in place; returns ``model``, in eval mode.
+
+    Inference only: the outputs stay the same (to float rounding) and a pass over every
+    activation goes (3-7 % of the face encoder's time in bf16 on a 2-core CPU). The state dict
+    loses the ``conv_block.1.*`` keys, so fold after loading a checkpoint, not before. Folding
+    twice is a no-op.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for encoder in (model.face_encoder, model.audio_encoder):
+        for block in encoder:
+            conv, norm = block.conv_block
+            if isinstance(norm, nn.BatchNorm2d):
+                block.conv_block = nn.Sequential(fuse_conv_bn_eval(conv, norm), nn.Identity())
+    return model
+
+
+def sync_similarity(model: Any, video: Any, mel: Any, dtype: Any = None, chunk: int | None = None) -> Any:
     """Cosine similarity of each window's face and audio embeddings: float32 tensor (B, K).
 
     :param model: a ``SyncNet_color`` in eval mode.
@@ -272,6 +292,10 @@ def sync_similarity(model: Any, video: Any, mel: Any, dtype: Any = None) -> Any:
     :param mel: (B, K, 80, 16) or (B, 80, 16) tensor: K mel windows (audio offsets) per window;
         the face is encoded once and compared with each.
     :param dtype: compute dtype (``torch.float16`` on GPU); embeddings are normalised in float32.
+    :param chunk: encode at most this many faces (and mel windows) per forward pass (None: all).
+
+    A mel window shared by several windows (the same moment seen on several faces, or
+    overlapping offset searches) is encoded once.
     """
     import torch
     from torch.nn import functional as F
@@ -281,10 +305,15 @@ def sync_similarity(model: Any, video: Any, mel: Any, dtype: Any = None) -> Any:
     if mel.dim() == 3:
         mel = mel.unsqueeze(1)
     b, k = mel.shape[0], mel.shape[1]
-    v = video.to(dtype) / 255.0 if video.dtype == torch.uint8 else video.to(dtype)
+    step = chunk or max(1, b * k)
+    mels, where = torch.unique(mel.reshape(b * k, -1), dim=0, return_inverse=True)
+    mels = mels.reshape(-1, 1, *mel.shape[2:])
     with torch.inference_mode():
-        f = model.face_encoder(v).flatten(1).float()
-        a = model.audio_encoder(mel.reshape(b * k, 1, *mel.shape[2:]).to(dtype)).flatten(1).float()
+        faces = [video[s:s + step] for s in range(0, b, step)]
+        f = torch.cat([model.face_encoder(v.to(dtype) / 255.0 if v.dtype == torch.uint8 else v.to(dtype))
+                       .flatten(1).float() for v in faces])
+        a = torch.cat([model.audio_encoder(mels[s:s + step].to(dtype)).flatten(1).float()
+                       for s in range(0, len(mels), step)])
     f = F.normalize(f, p=2, dim=1)
-    a = F.normalize(a, p=2, dim=1).reshape(b, k, -1)
+    a = F.normalize(a, p=2, dim=1)[where].reshape(b, k, -1)
     return (a * f[:, None, :]).sum(-1)

@@ -19,8 +19,8 @@ from avflow_sync.nodes.mel import MelSpectrogram  # noqa: E402
 from avflow_sync.nodes.syncnet import SyncNetScorer  # noqa: E402
 from avflow_sync.nodes.windows import SyncWindows  # noqa: E402
 from avflow_sync.payloads import SyncWindow  # noqa: E402
-from avflow_sync.syncnet import (AUDIO_LAYERS, FACE_LAYERS, build_syncnet, load_syncnet,  # noqa: E402
-                                 save_random_syncnet, sync_similarity)
+from avflow_sync.syncnet import (AUDIO_LAYERS, FACE_LAYERS, build_syncnet, fold_batchnorm,  # noqa: E402
+                                 load_syncnet, save_random_syncnet, sync_similarity)
 
 KEY = re.compile(r"^(face|audio)_encoder\.\d+\.conv_block\.[01]\."
                  r"(weight|bias|running_mean|running_var|num_batches_tracked)$")
@@ -196,6 +196,22 @@ def test_offset_search_scores_every_offset(ckpt_path, model):
         assert s.extra["offset_score"] == pytest.approx(float(r.max() if w.mel_valid.all() else masked.max()), abs=1e-6)
         assert [v is None for v in s.extra["offset_scores"]] == (~w.mel_valid).tolist()
         assert s.extra["track_offset"] in range(-2, 3)
+
+
+def test_folded_batchnorm_and_shared_audio_give_the_same_similarities(ckpt_path, model):
+    items = windows(6, tracks=("a", "b", "c"), k=3, seed=2)
+    for i in (1, 2, 4, 5):  # three faces seen at the same moments: the same mel windows
+        items[i].mel[...] = items[3 * (i // 3)].mel
+    video = torch.from_numpy(np.stack([w.video for w in items]))
+    mel = torch.from_numpy(np.stack([w.mel for w in items]))
+    ref = sync_similarity(model, video, mel).numpy()
+    folded = fold_batchnorm(load_syncnet(ckpt_path))
+    assert fold_batchnorm(folded) is folded and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    rows = []
+    folded.audio_encoder.register_forward_hook(lambda mod, args, out: rows.append(len(args[0])))
+    got = sync_similarity(folded, video, mel, chunk=4).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    assert sum(rows) == 6 and rows == [4, 2]  # 2 moments x 3 offsets, encoded once each, 4 at a time
 
 
 def test_weights_are_required_unless_random_init():
