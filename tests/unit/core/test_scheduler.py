@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -49,10 +51,28 @@ class FanOutBatch(Node):
         return {"items": [i for i in batch.items for _ in range(self.config.copies)]}
 
 
+def _os_thread_name() -> str:
+    return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+
+class OsThreadNames(Slow):
+    """Records the OS name of its thread, and of a thread it starts (as libraries do), in EVENTS."""
+
+    type = "test.os_thread_names"
+
+    def open(self, ctx):
+        super().open(ctx)
+        EVENTS.append(("own", _os_thread_name()))
+        helper = threading.Thread(target=lambda: EVENTS.append(("started", _os_thread_name())))
+        helper.start()
+        helper.join()
+
+
 @pytest.fixture()
 def registry():
     r = registry_with_dummies()
     r.add(Recorder, "tests")
+    r.add(OsThreadNames, "tests")
     r.add(FanOutBatch, "tests")
     EVENTS.clear()
     return r
@@ -132,6 +152,14 @@ def test_batched_node_feeding_a_batched_node_faster_than_it_drains_does_not_dead
     finally:
         watchdog.cancel()
     assert [i.pts for i in res.outputs["items"]] == [p for p in range(64) for _ in range(3)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OS thread names are read from /proc")
+def test_node_threads_carry_the_node_id_in_the_os_and_pass_it_to_threads_they_start(registry, tmp_path):
+    g = graph({"src": {"type": "test.count", "params": {"n": 3}},
+               "lips_and_audio_scorer": {"type": "test.os_thread_names", "inputs": {"items": "src.items"}}})
+    run(g, registry, output_dir=tmp_path)
+    assert EVENTS == [("own", "avf:lips_and_au"), ("started", "avf:lips_and_au")]  # 15 bytes, the OS limit
 
 
 def test_node_error_names_graph_node_and_time_and_closes_every_node(registry, tmp_path):
