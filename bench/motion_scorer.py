@@ -38,7 +38,10 @@ Both come from the evidence: lips and audio envelope correlate at only 0.3-0.6 o
 and in about 7 % of the 1.5 s windows lying inside a turn an out-of-sync talker outscores the
 speaker (each of the three clips has such stretches), which a third talker makes more likely.
 Known exact turn boundaries would give ~98 %; known per-clip audio/video offsets would raise the
-in-turn win rate from 0.93 to 0.99.
+in-turn win rate from 0.93 to 0.99. Measured through the decision, though, those per-track
+offsets (an oracle) gave 0.886 instead of 0.862 with three talkers, and finding the boundaries
+from the audio alone (MFCC statistics, pitch) did not work on these clips: bench/README.md,
+motion_scorer.py session 3.
 """
 
 from __future__ import annotations
