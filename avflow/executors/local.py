@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AvflowError, InputError
+from ..runtime.libc import PR_SET_PDEATHSIG, prctl
 from .pool import drain
 from .results import InputResult
 from .worker import InputTask, Worker, WorkerSetup, configure_worker_logging, limit_threads
@@ -175,12 +176,7 @@ class LocalPool:
 
 def _die_with_parent(parent_pid: int) -> None:
     """Linux: have the kernel kill this worker when the driver dies (no orphan writes on)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    if not prctl(PR_SET_PDEATHSIG, signal.SIGKILL):
         return
     if os.getppid() != parent_pid:  # the driver died before prctl took effect
         os._exit(1)

@@ -15,10 +15,11 @@ back to the OS about once a second. Measured: 2 min vs 10 s peak RSS within 1% (
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 import time
+
+from .libc import libc
 
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -30,13 +31,13 @@ _tuned = False
 
 def _glibc():
     """glibc, or None elsewhere (musl, macOS, Windows) or with ``AVFLOW_NO_MALLOC_TUNING`` set."""
-    if not sys.platform.startswith("linux") or os.environ.get("AVFLOW_NO_MALLOC_TUNING"):
+    lib = libc()
+    if lib is None or os.environ.get("AVFLOW_NO_MALLOC_TUNING"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018 - both must exist
-        return libc
-    except (OSError, AttributeError):
+        lib.mallopt, lib.malloc_trim  # noqa: B018 - both must exist
+        return lib
+    except AttributeError:
         return None
 
 

@@ -10,11 +10,8 @@ real pipeline parallelism.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,23 +23,18 @@ from ..graph.validate import Plan, PlannedNode
 from ..node import Node, NodeContext, Progress
 from ..payloads import Payload
 from .batching import collate
+from .libc import PR_SET_NAME, prctl
 from .memory import HeapTrimmer, quiet_openmp
 
 _POLL = 0.1  # seconds between cancellation checks while blocked on a queue
-_PR_SET_NAME = 15  # prctl(2)
 
 
 def _name_os_thread(name: str) -> None:
     """Name the calling thread in the OS (Linux; 15 bytes), so that ``top -H``, ``py-spy`` and
     ``/proc/*/task/*/comm`` show which node a thread works for. Threads that libraries start
-    from it (torch's OpenMP pool, x264's, FFmpeg's) inherit the name unless they set their own."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode("utf-8", "replace")[:15]), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # a name is a convenience, never a reason to fail
+    from it (torch's OpenMP pool, x264's, FFmpeg's) inherit the name unless they set their own.
+    A name is a convenience: failing to set one is not an error."""
+    prctl(PR_SET_NAME, name.encode("utf-8", "replace")[:15])
 
 
 class _End:
