@@ -25,7 +25,9 @@ always, also after an error or a cancellation. Source nodes (no inputs) implemen
 ``generate(ctx)`` instead, yielding output dicts.
 
 ``process``, ``process_batch``, ``finish`` and ``generate`` return (or yield) ``None`` or a
-dict mapping output port names to one payload or a list of payloads.
+dict mapping output port names to one payload or a list of payloads. ``finish`` may also be a
+generator, so that a node which can only produce its output at the end (after a decision that
+needs the whole input) still streams it.
 
 Batching: a node that sets ``batch = BatchSpec(port=...)`` and has a ``batch_size`` config field
 gets ``process_batch(batch, ctx)`` for that port: the runtime collects up to ``batch_size``

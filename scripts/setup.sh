@@ -17,6 +17,10 @@ want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+  # Resemblyzer (voice embeddings; its weights are in the wheel) requires `webrtcvad`, which only
+  # builds from source: install the same module from `webrtcvad-wheels`, then Resemblyzer alone.
+  "$VENV/bin/python" -m pip install --quiet "webrtcvad-wheels>=2.0.10"
+  "$VENV/bin/python" -m pip install --quiet --no-deps "resemblyzer==0.1.4"
   "$VENV/bin/python" -m pip install --quiet -e ".[test]"
   echo "$want" > "$stamp"
 fi

@@ -16,13 +16,14 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from .eval import eval_
     from .models import models
     from .nodes import nodes
     from .run import run
     from .show import show
     from .validate import validate
 
-    for command in (run, validate, nodes, show, models):
+    for command in (run, validate, nodes, show, models, eval_):
         cli.add_command(command)
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import Cancelled, NodeError
 from ..graph.validate import Plan, PlannedNode
@@ -271,7 +271,15 @@ class Scheduler:
         w.current = None
 
     def _timed(self, w: _Worker, fn: Callable, *args: Any) -> None:
-        self._emit(w, self._call(w, fn, *args))
+        out = self._call(w, fn, *args)
+        if isinstance(out, Iterator):  # a generator (e.g. a finish that re-reads a file): emit as it goes
+            while True:
+                try:
+                    step = self._call(w, next, out)
+                except StopIteration:
+                    return
+                self._emit(w, step)
+        self._emit(w, out)
 
     @staticmethod
     def _call(w: _Worker, fn: Callable, *args: Any) -> Any:

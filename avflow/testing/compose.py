@@ -67,6 +67,7 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
 BACKGROUND = (24, 24, 24)
 
 
@@ -76,18 +77,25 @@ class Tile:
 
     :param index: position in the ``sources`` list (the "speaker id" of the ground truth).
     :param source: clip or image it shows.
-    :param kind: ``"talking"`` (a clip with audio) or ``"still"`` (an image, never heard).
+    :param kind: ``"talking"`` (a clip with audio), ``"still"`` (an image, never heard) or
+        ``"offscreen"`` (audio only: a voice heard whose face is not in the picture; box empty).
     :param box: ``(x, y, w, h)`` of the picture in output pixels.
     :param offset: source-clock offset in seconds (where in its clip the tile starts).
     :param duration: loop length of the source clip in seconds (0 for a still).
+    :param audio_delay: seconds the tile's heard audio comes after its lips (0: in sync).
+    :param pitch: semitones the tile's audio is shifted by (another voice, the same timing).
+    :param speech: whether the tile's audio is speech (False: music or noise, never a speaker).
     """
 
     index: int
     source: str
-    kind: Literal["talking", "still"]
+    kind: Literal["talking", "still", "offscreen"]
     box: tuple[int, int, int, int]
     offset: float = 0.0
     duration: float = 0.0
+    audio_delay: float = 0.0
+    pitch: float = 0.0
+    speech: bool = True
 
     def contains(self, x: float, y: float) -> bool:
         bx, by, bw, bh = self.box
@@ -108,7 +116,8 @@ class ComposedVideo:
     """A composed fixture: the file and its exact ground truth.
 
     ``heard`` and ``active`` have one entry per output frame (frame ``i`` is at ``i / fps``
-    seconds): the tile index or None. See the module docstring for their meaning.
+    seconds): the tile index or None. See the module docstring for their meaning. ``voiced``
+    is ``active`` with off-screen voices too: the source whose speech is heard, visible or not.
     """
 
     path: Path
@@ -122,6 +131,7 @@ class ComposedVideo:
     turns: list[Turn]
     heard: list[int | None] = field(repr=False)
     active: list[int | None] = field(repr=False)
+    voiced: list[int | None] = field(default_factory=list, repr=False)
 
     def frame_time(self, index: int) -> float:
         return index / self.fps
@@ -133,9 +143,9 @@ class ComposedVideo:
                 return tile.index
         return None
 
-    def segments(self, which: Literal["active", "heard"] = "active") -> list[dict]:
+    def segments(self, which: Literal["active", "heard", "voiced"] = "active") -> list[dict]:
         """Runs of the same speaker as ``[{"speaker": tile, "start": s, "end": s}]`` (None omitted)."""
-        labels = self.active if which == "active" else self.heard
+        labels = {"active": self.active, "heard": self.heard, "voiced": self.voiced}[which]
         out: list[dict] = []
         start = 0
         for i in range(1, len(labels) + 1):
@@ -144,6 +154,16 @@ class ComposedVideo:
                     out.append({"speaker": labels[start], "start": start / self.fps, "end": i / self.fps})
                 start = i
         return out
+
+    def rttm(self, path: str | Path, file_id: str | None = None) -> Path:
+        """Write the reference as RTTM: one line per run of speech of a source (visible or off
+        screen), speaker ``tile_<index>``; the reference ``avflow eval`` compares a run with."""
+        from ..io import write_text_atomic
+
+        fid = file_id or self.path.stem
+        lines = [f"SPEAKER {fid} 1 {s['start']:.3f} {s['end'] - s['start']:.3f} <NA> <NA> tile_{s['speaker']} <NA> <NA>"
+                 for s in self.segments("voiced")]
+        return write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -213,7 +233,7 @@ def _normalise_turns(turns: Sequence[Turn | tuple], tiles: list[Tile],
         if t.tile is not None:
             if not 0 <= t.tile < len(tiles):
                 raise ValueError(f"turn {t} names tile {t.tile}; tiles are 0..{len(tiles) - 1}")
-            if tiles[t.tile].kind != "talking":
+            if tiles[t.tile].kind == "still":
                 raise ValueError(f"turn {t} names tile {t.tile} ({tiles[t.tile].source}), a still image without audio")
     total = float(duration) if duration is not None else out[-1].end
     return out, total
@@ -425,6 +445,9 @@ def compose_speakers(
     sample_rate: int = 16000,
     others: Literal["shifted", "still"] = "shifted",
     offsets: Sequence[float] | None = None,
+    audio_delay: Sequence[float] | None = None,
+    pitch: Sequence[float] | None = None,
+    nonspeech: Sequence[int] = (),
     grid: tuple[int, int] | None = None,
     fade: float = 0.005,
     vad_db: float = 25.0,
@@ -435,8 +458,9 @@ def compose_speakers(
 ) -> ComposedVideo:
     """Tile talking clips (and still images) into one video with a known turn schedule.
 
-    :param sources: clips with audio (talking tiles, which can be heard) or images (still tiles:
-        ``.png``, ``.jpg``...). The tile index is the position in this list.
+    :param sources: clips with audio (talking tiles, which can be heard), images (still tiles:
+        ``.png``, ``.jpg``...) or audio files (off-screen voices: ``.wav``, ``.flac``...: heard,
+        never seen). The tile index is the position in this list.
     :param turns: ``Turn(start, end, tile)`` or ``(start, end, tile)`` tuples; ``tile=None`` is a
         silence gap; uncovered time is silent too. Default: :func:`random_turns` over the talking
         tiles, 2-4 s turns, 15 s (or ``duration``).
@@ -449,7 +473,13 @@ def compose_speakers(
         clip (lips move, out of sync with what is heard), ``"still"`` freeze.
     :param offsets: source-clock offset per tile in seconds (default: tile ``k`` of ``n``
         starts at ``k / n`` of its clip, so two tiles showing the same clip differ).
-    :param grid: ``(rows, cols)``; default: the grid that shows the sources biggest.
+    :param audio_delay: per source, seconds its heard audio comes after its lips (a real
+        recording's A/V offset); the ground truth follows the audio.
+    :param pitch: per source, semitones its audio is shifted by (librosa), so that two tiles of
+        one clip are two voices with the same timing.
+    :param nonspeech: indices of sources whose audio is not speech (music, noise): heard, never
+        a speaker nor a voice in the ground truth.
+    :param grid: ``(rows, cols)`` of the visible tiles; default: the grid that shows them biggest.
     :param fade: seconds of linear fade at every turn change (avoids clicks).
     :param vad_db: speech detector threshold, dB below the clip's loud level (see :func:`speech_mask`).
     :param min_pause: pauses shorter than this (seconds) count as speech in ``active``.
@@ -474,7 +504,11 @@ def compose_speakers(
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"compose_speakers: no such source {p}")
-        if p.suffix.lower() in IMAGE_SUFFIXES:
+        if p.suffix.lower() in AUDIO_SUFFIXES:
+            import soundfile
+
+            probes.append(("offscreen", 0, 0, float(soundfile.info(str(p)).duration)))
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
             import cv2
 
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -486,16 +520,22 @@ def compose_speakers(
             if not has_audio:
                 raise ValueError(f"compose_speakers: {p} has no audio stream; a talking tile needs one")
             probes.append(("talking", w, h, d))
-    boxes = _layout([(w, h) for _, w, h, _ in probes], width, height, grid)
+    visible = [k for k, pr in enumerate(probes) if pr[0] != "offscreen"]
+    placed = dict(zip(visible, _layout([probes[k][1:3] for k in visible], width, height, grid)))
+    boxes = [placed.get(k, (0, 0, 0, 0)) for k in range(len(paths))]
     n = len(paths)
     if offsets is None:
         offsets = [k / n * probes[k][3] for k in range(n)]
-    if len(offsets) != n:
-        raise ValueError(f"offsets has {len(offsets)} values for {n} sources")
-    tiles = [Tile(k, str(p), probes[k][0], boxes[k], float(offsets[k]), probes[k][3])  # type: ignore[arg-type]
+    delays = list(audio_delay) if audio_delay is not None else [0.0] * n
+    pitches = list(pitch) if pitch is not None else [0.0] * n
+    for name, values in (("offsets", offsets), ("audio_delay", delays), ("pitch", pitches)):
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} values for {n} sources")
+    tiles = [Tile(k, str(p), probes[k][0], boxes[k], float(offsets[k]), probes[k][3],  # type: ignore[arg-type]
+                  float(delays[k]), float(pitches[k]), k not in set(nonspeech))
              for k, p in enumerate(paths)]
     if turns is None:
-        talking = [t.index for t in tiles if t.kind == "talking"]
+        talking = [t.index for t in tiles if t.kind != "still"]
         turns = random_turns(talking, duration if duration is not None else 15.0, seed=seed)
     turn_list, total = _normalise_turns(turns, tiles, duration)
 
@@ -511,9 +551,16 @@ def compose_speakers(
             audio = _load_audio(Path(tile.source), sample_rate)
             loop = int(round(tile.duration * sample_rate))
             audio = np.pad(audio, (0, max(0, loop - len(audio))))[:loop]
+            if tile.pitch:
+                import librosa
+
+                audio = librosa.effects.pitch_shift(audio, sr=sample_rate, n_steps=tile.pitch).astype(np.float32)
             src.audio = audio
             src.speech = speech_mask(audio, sample_rate, vad_db=vad_db, min_pause=min_pause)
-            src.video = _ClipVideo(Path(tile.source), (tile.box[2], tile.box[3]), tile.duration)
+            if not tile.speech:
+                src.speech[:] = False
+            if tile.kind == "talking":
+                src.video = _ClipVideo(Path(tile.source), (tile.box[2], tile.box[3]), tile.duration)
         sources_.append(src)
 
     def owner_at(times: np.ndarray) -> np.ndarray:
@@ -546,7 +593,8 @@ def compose_speakers(
             sel = own == src.tile.index
             if src.audio is None or not sel.any():
                 continue
-            idx = np.floor(clock(src.tile, times[sel]) * sample_rate).astype(np.int64) % len(src.audio)
+            heard_at = clock(src.tile, times[sel] - src.tile.audio_delay)
+            idx = np.floor(heard_at * sample_rate).astype(np.int64) % len(src.audio)
             block[sel] = src.audio[idx]
         return block * gain_at(times)
 
@@ -554,15 +602,16 @@ def compose_speakers(
     frame_times = np.arange(n_frames) / fps
     owners = owner_at(frame_times)
     heard: list[int | None] = [None if o < 0 else int(o) for o in owners]
-    active: list[int | None] = []
+    voiced: list[int | None] = []
     for i, o in enumerate(owners):
         if o < 0:
-            active.append(None)
+            voiced.append(None)
             continue
         src = sources_[o]
-        pos = float(clock(src.tile, frame_times[i:i + 1])[0]) % src.tile.duration
+        pos = float(clock(src.tile, frame_times[i:i + 1] - src.tile.audio_delay)[0]) % src.tile.duration
         k = min(int(pos / 0.01), len(src.speech) - 1)
-        active.append(int(o) if k >= 0 and src.speech[k] else None)
+        voiced.append(int(o) if k >= 0 and src.speech[k] else None)
+    active = [v if v is not None and tiles[v].kind == "talking" else None for v in voiced]
 
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="avflow-compose-")) / "composed.mp4"
@@ -585,7 +634,7 @@ def compose_speakers(
                     x, y, w, h = src.tile.box
                     if src.still is not None:
                         canvas[y:y + h, x:x + w] = src.still
-                    else:
+                    elif src.video is not None:
                         c = float(clock(src.tile, frame_times[i:i + 1])[0])
                         canvas[y:y + h, x:x + w] = src.video.frame_at(c)
                 frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
@@ -614,7 +663,7 @@ def compose_speakers(
                 src.video.close()
     return ComposedVideo(path=out, fps=float(fps), n_frames=n_frames, width=width, height=height,
                          sample_rate=sample_rate, duration=total, tiles=tiles, turns=turn_list,
-                         heard=heard, active=active)
+                         heard=heard, active=active, voiced=voiced)
 
 
 def default_sources(media_dir: str | Path, n_talking: int = 3, still: str | None = "monalisa.png") -> list[Path]:

@@ -6,7 +6,7 @@ import logging
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..graph.types import coerce, config_fields
 from ..node import Node, NodeContext, Progress
@@ -95,7 +95,9 @@ class NodeRunner:
             if port not in self._ended:
                 self._ended.add(port)
                 self.end(port)
-        self._collect(self.node.finish(self.ctx))
+        out = self.node.finish(self.ctx)
+        for step in (out if isinstance(out, Iterator) else [out]):
+            self._collect(step)
         return self.outputs
 
     def close(self) -> None:

@@ -1,8 +1,11 @@
 """avflow built-in plugin: audio-visual sync (registered through the avflow.plugins entry point).
 
 Nodes: ``sync.mel`` (Wav2Lip's mel spectrogram, streamed), ``sync.windows`` (5 frames x 16 mel
-columns per track), ``sync.syncnet`` (Wav2Lip's lip-sync expert), ``sync.smooth`` (per-track
-moving mean/median), ``sync.speaker`` (active speaker per frame). Algorithms live in plain
+columns per track), ``sync.syncnet`` (Wav2Lip's lip-sync expert), ``sync.motion`` (lip landmarks
+against the audio, no weights), ``sync.assign`` (each voice given to the face whose lips follow
+it; the default decision), ``sync.smooth`` (per-track moving mean/median), ``sync.speaker``
+(active speaker per frame from the scores alone), ``sync.diarization`` (diarization.json, RTTM,
+plot), ``sync.annotate`` (the annotated preview's frames), ``sync.face_clips`` (one clip per face). Algorithms live in plain
 modules (:mod:`.mel`, :mod:`.windows`, :mod:`.syncnet`, :mod:`.smoothing`, :mod:`.decision`),
 node classes in :mod:`.nodes`.
 """
@@ -13,6 +16,7 @@ from avflow import hookimpl
 @hookimpl
 def avflow_register_nodes():
     from .nodes.annotate import Annotate
+    from .nodes.assign import VoiceAssigner
     from .nodes.diarization import DiarizationWriter
     from .nodes.face_clips import FaceClips
     from .nodes.mel import MelSpectrogram
@@ -29,6 +33,7 @@ def avflow_register_nodes():
         MotionScorer,
         ScoreSmoother,
         SpeakerDecision,
+        VoiceAssigner,
         DiarizationWriter,
         Annotate,
         FaceClips,

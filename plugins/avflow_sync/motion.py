@@ -11,6 +11,7 @@ import numpy as np
 from avflow import AudioChunk, Node, Port, Score, TrackedFaces, param
 
 from .motion_features import BANDS, N_SIGNALS, BandEnvelope, mouth_signals, window_sync
+from .payloads import SyncEvidence
 
 
 # The "nobody speaks" threshold suited to this scale, on scores smoothed over ~9 frames;
@@ -33,6 +34,8 @@ class MotionScorerConfig:
     floor_db: float = param(-65.0, "audio below this level (dBFS) is always silence", max=0.0)
     bridge: float = param(0.2, "pauses shorter than this (s) still count as speech", min=0.0, max=5.0)
     level_decay: float = param(1.0, "how fast (dB/s) the reference loud level falls in quiet passages", min=0.0)
+    evidence_offset: float = param(0.6, "evidence: audio offsets (s) searched both ways (syncnet_python "
+                                        "searches +-15 frames)", min=0.0, max=2.0)
 
 
 class MotionScorer(Node):
@@ -68,6 +71,11 @@ class MotionScorer(Node):
     Ports:
       - ``tracks`` (TrackedFaces): faces with ``landmarks`` (468 or 478 face-mesh points, pixels).
       - ``audio`` (AudioChunk): the soundtrack.
+      - ``evidence`` (SyncEvidence, optional): per track per frame, the product of its mouth signals
+        and the audio bands at every offset within ``evidence_offset``, each signal centred and
+        scaled over ``window`` seconds around the frame (its motion floored at ``min_motion``), so
+        that their mean over a voice's frames is that voice's correlation with the lips, at any
+        face size; ``sync.assign`` pools it.
       - ``scores`` (Score): one per track per frame it appears in, ``value`` in [-1, 1], None where
         the track has no landmarks in that frame (or in fewer than half of the window's frames);
         ``extra``: ``sync`` (the correlation), ``lag`` (seconds the audio is shifted, positive:
@@ -89,10 +97,13 @@ class MotionScorer(Node):
     Config = MotionScorerConfig
     inputs = {"tracks": Port(TrackedFaces, "tracked faces with face-mesh landmarks"),
               "audio": Port(AudioChunk, "the audio, any rate and channel count")}
-    outputs = {"scores": Port(Score, "sync score per track per frame, in [-1, 1] (None: no landmarks)")}
+    outputs = {"scores": Port(Score, "sync score per track per frame, in [-1, 1] (None: no landmarks)"),
+               "evidence": Port(SyncEvidence, "lip/audio agreement per track per frame at every audio offset")}
     queue_size = 128
 
     def open(self, ctx) -> None:
+        self._want_scores = "scores" in ctx.connected_outputs
+        self._want_evidence = "evidence" in ctx.connected_outputs
         self._frames: list[dict] = []  # frames still needed, in order
         self._base = 0  # absolute position of _frames[0]
         self._emitted = 0  # absolute position of the next frame to score
@@ -159,6 +170,9 @@ class MotionScorer(Node):
                "agc": self._nframes(cfg.agc / 2) if cfg.agc > 0 else 0, "bridge": self._nframes(cfg.bridge / 2)}
         side = width - ext["edge"] if cfg.adaptive else (width + 1) // 2
         ext["reach"] = side + ext["lag"] + ext["agc"] + ext["bridge"]
+        ext["offset"] = self._nframes(cfg.evidence_offset)
+        if self._want_evidence:
+            ext["reach"] = max(ext["reach"], width // 2 + ext["offset"] + ext["agc"])
         return ext
 
     # -- audio features per frame ---------------------------------------------------------------
@@ -191,11 +205,14 @@ class MotionScorer(Node):
     # -- scoring ------------------------------------------------------------------------------
     def _emit(self, final: bool):
         out: list[Score] = []
+        evidence: list[SyncEvidence] = []
         ext = self._extents()
         while self._emitted < self._audio_done:
             if not final and self._emitted + ext["reach"] >= self._audio_done:
                 break
-            out.extend(self._score_frame(self._emitted, ext))
+            scores, ev = self._score_frame(self._emitted, ext)
+            out.extend(scores)
+            evidence.extend(ev)
             self._emitted += 1
         drop = self._emitted - ext["reach"] - 1 - self._base  # frames no later window needs
         if drop > 0:
@@ -203,14 +220,19 @@ class MotionScorer(Node):
             self._base += drop
             if self._env is not None and self._frames:
                 self._hop_cursor = max(0, self._hop_cursor - self._env.prune(self._frames[0]["time"] - 1.0))
-        return {"scores": out} if out else None
+        result = {}
+        if out and self._want_scores:
+            result["scores"] = out
+        if evidence:
+            result["evidence"] = evidence
+        return result or None
 
-    def _score_frame(self, pos: int, ext: dict[str, int]) -> list[Score]:
+    def _score_frame(self, pos: int, ext: dict[str, int]) -> tuple[list[Score], list[SyncEvidence]]:
         cfg = self.config
         frame = self._frames[pos - self._base]
         ids = [tid for tid, _ in frame["tracks"]]
         if not ids:
-            return []
+            return [], []
         lo = max(self._base, pos - ext["reach"])
         hi = min(self._audio_done, pos + ext["reach"] + 1)
         local = self._frames[lo - self._base: hi - self._base]
@@ -234,6 +256,9 @@ class MotionScorer(Node):
             padded = np.pad(amp, ((a, a), (0, 0)), mode="edge")
             mean = np.stack([np.convolve(padded[:, s], kernel, mode="valid") for s in range(amp.shape[1])], axis=1)
             amp = amp / np.maximum(mean, 10.0 ** (threshold / 20.0))
+        evidence = self._evidence(frame, visual, amp, c, ext) if self._want_evidence else []
+        if not self._want_scores:
+            return [], evidence
         # speech activity around the frame: a soft threshold (6 dB ramp), short pauses bridged
         active = np.clip((level - threshold) / 6.0, 0.0, 1.0)
         b = ext["bridge"]
@@ -271,4 +296,38 @@ class MotionScorer(Node):
                 extra.update(sync=sync, lag=float(best[2][k]) * dt)
             scores.append(Score(pts=frame["pts"], time_base=frame["time_base"], track_id=tid,
                                 frame_index=frame["index"], value=value, extra=extra))
-        return scores
+        return scores, evidence
+
+    def _evidence(self, frame: dict, visual: np.ndarray, amp: np.ndarray, c: int,
+                  ext: dict[str, int]) -> list[SyncEvidence]:
+        """Per track: mean over the mouth signals of x(c) * a(c + L) for every offset L, both
+        centred and scaled over the ``window`` around the frame (lips) or around c + L (audio)."""
+        n = visual.shape[0]
+        half, k = ext["width"] // 2, ext["offset"]
+        lo, hi = max(0, c - half), min(n, c + half + 1)
+        around = visual[lo:hi]  # (w, m, S)
+        present = np.isfinite(around[..., 0])
+        counts = present.sum(axis=0)  # (m,)
+        filled = np.where(present[..., None], around, 0.0)
+        n_ok = np.maximum(counts, 1)[:, None]
+        mean = filled.sum(axis=0) / n_ok
+        std = np.sqrt(np.maximum((np.where(present[..., None], around - mean, 0.0) ** 2).sum(axis=0) / n_ok, 0.0))
+        x = (visual[c] - mean) / np.maximum(std, self.config.min_motion)  # (m, S)
+        offsets = np.arange(-k, k + 1)
+        a = np.full((len(offsets), amp.shape[1]), np.nan)
+        for j, off in enumerate(offsets):
+            t = c + off
+            if 0 <= t < n:
+                seg = amp[max(0, t - half): min(n, t + half + 1)]
+                a[j] = (amp[t] - seg.mean(axis=0)) / np.maximum(seg.std(axis=0), 1e-6)
+        values = np.einsum("ms,ks->mk", np.nan_to_num(x), np.nan_to_num(a)) / amp.shape[1]
+        valid = np.isfinite(a[:, 0])
+        dt = self._dt()
+        out = []
+        for j, (tid, sig) in enumerate(frame["tracks"]):
+            if sig is None or counts[j] < max(3, (hi - lo) // 2):
+                continue
+            out.append(SyncEvidence(pts=frame["pts"], time_base=frame["time_base"], track_id=tid,
+                                    frame_index=frame["index"], offsets=offsets[valid].astype(np.int64),
+                                    values=values[j, valid].astype(np.float32), frame_s=dt))
+        return out

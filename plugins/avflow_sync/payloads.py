@@ -47,3 +47,29 @@ class SyncWindow(Payload):
     @property
     def n_offsets(self) -> int:
         return int(self.mel.shape[0])
+
+
+@dataclass
+class SyncEvidence(Payload):
+    """How well one face's lips agree with the audio around one frame, at each audio offset.
+
+    The mean of ``values`` over many frames is a pooled synchrony curve: its peak says at which
+    offset the face is in sync with the audio and how clearly (``sync.assign`` pools it over each
+    voice's speech). ``pts``/``time_base`` are the frame's.
+
+    :ivar track_id: face track.
+    :ivar frame_index: the frame.
+    :ivar offsets: int ``(K,)`` audio offsets in frames (positive: the sound comes after the picture).
+    :ivar values: float32 ``(K,)`` agreement at each offset, higher is more in sync; the scorer's
+        own scale (``sync.motion``: products of locally normalised lip and audio signals, whose
+        mean over frames is a correlation; ``sync.syncnet``: cosine similarity).
+    :ivar frame_s: seconds per frame (offsets in seconds: ``offsets * frame_s``).
+    :ivar scale: the producer's scale, ``"motion"`` or ``"syncnet"`` (its confidence threshold).
+    """
+
+    track_id: str
+    frame_index: int
+    offsets: np.ndarray
+    values: np.ndarray
+    frame_s: float = 0.04
+    scale: str = "motion"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
-from avflow import InputError, Node, Port, Record, TrackedFaces, VideoFrame, param
+from avflow import AudioChunk, InputError, Node, Port, Record, TrackedFaces, VideoFrame, param
 
 
 @dataclass(frozen=True)
@@ -15,17 +17,25 @@ class AnnotateConfig:
     show_scores: bool = param(True, "write each track's score beside its box")
     max_pending: int = param(400, "frames held while waiting for their decisions (the pipeline's latency)",
                              min=1)
+    video: Path | None = param(None, "with ``frames`` unconnected: the input video, read again once every "
+                                     "decision is in (for decisions made at the end, as sync.assign's)")
 
 
 class Annotate(Node):
     """Draw every tracked face (thin, grey) and the active speaker (thick, green, labelled).
 
     Frames wait until their tracks and their speaker decision arrive (the decision lags the
-    video by the scorer's and smoother's windows); at most ``max_pending`` are held.
+    video by the scorer's and smoother's windows); at most ``max_pending`` are held. Decisions
+    made only at the end of the input (``sync.assign``) would hold every frame: then leave
+    ``frames`` unconnected and set ``video``; the node reads the file again (PyAV) once the
+    decisions are in and streams the annotated frames, and the original audio on ``audio``.
+    The active face is labelled with its track id and, with voices, the voice heard.
 
     Ports:
-      - in ``frames`` (VideoFrame), ``tracks`` (TrackedFaces), ``active`` (Record from ``sync.speaker``).
+      - in ``frames`` (VideoFrame, optional), ``tracks`` (TrackedFaces), ``active`` (Record from
+        ``sync.speaker`` or ``sync.assign``).
       - out ``frames`` (VideoFrame): annotated copies, same timestamps, in order.
+      - out ``audio`` (AudioChunk): with ``video``, the file's audio as it is (for ``media.mux``).
 
     Example::
 
@@ -37,11 +47,12 @@ class Annotate(Node):
     type = "sync.annotate"
     Config = AnnotateConfig
     inputs = {
-        "frames": Port(VideoFrame, "the input video"),
+        "frames": Port(VideoFrame, "the input video", optional=True),
         "tracks": Port(TrackedFaces, "tracked faces per frame"),
         "active": Port(Record, "speaker decision per frame"),
     }
-    outputs = {"frames": Port(VideoFrame, "annotated frames")}
+    outputs = {"frames": Port(VideoFrame, "annotated frames"),
+               "audio": Port(AudioChunk, "the input's audio, when the node reads the video itself")}
     queue_size = 32
 
     def open(self, ctx):
@@ -50,6 +61,9 @@ class Annotate(Node):
         self._active: dict[int, dict] = {}
         self._next: int | None = None
         self._decisions_done = False
+        self._reread = "frames" not in ctx.connected_inputs
+        if self._reread and self.config.video is None:
+            raise InputError("sync.annotate: connect frames, or set video to read the input again")
 
     def process(self, port, item, ctx):
         if port == "frames":
@@ -72,7 +86,39 @@ class Annotate(Node):
 
     def finish(self, ctx):
         self._decisions_done = True
+        if self._reread:
+            return self._read_again(ctx)
         return {"frames": self._ready(final=True)}
+
+    def _read_again(self, ctx):
+        """Decode the input once more, drawing each frame with its decision (a generator)."""
+        import av
+
+        with av.open(str(self.config.video)) as container:
+            streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
+            for s in streams:
+                s.thread_type = "AUTO"
+            index = 0
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if isinstance(frame, av.AudioFrame):
+                        samples = frame.to_ndarray().astype(np.float32)
+                        if not frame.format.is_planar:
+                            samples = samples.reshape(-1, len(frame.layout.channels)).T
+                        if frame.format.name.startswith(("s16",)):
+                            samples = samples / 32768.0
+                        elif frame.format.name.startswith(("s32",)):
+                            samples = samples / 2147483648.0
+                        pts = frame.pts if frame.pts is not None else 0
+                        yield {"audio": AudioChunk(pts=pts, time_base=Fraction(frame.time_base),
+                                                   samples=np.ascontiguousarray(samples),
+                                                   sample_rate=frame.sample_rate)}
+                        continue
+                    pts = frame.pts if frame.pts is not None else index
+                    vf = VideoFrame(pts=pts, time_base=Fraction(frame.time_base), image=frame.to_ndarray(format="rgb24"),
+                                    index=index)
+                    yield {"frames": self._draw(vf, self._tracks.pop(index, None), self._active.pop(index, None))}
+                    index += 1
 
     def _ready(self, final: bool = False) -> list[VideoFrame]:
         out = []
@@ -101,7 +147,8 @@ class Annotate(Node):
             is_active = face.track_id == active
             color = (40, 220, 60) if is_active else (170, 170, 170)
             cv2.rectangle(img, p1, p2, color, t * 2 if is_active else max(1, t // 2), cv2.LINE_AA)
-            label = face.track_id + (" speaking" if is_active else "")
+            voice = decision.get("voice") if decision else None
+            label = face.track_id + ((f" speaking ({voice})" if voice else " speaking") if is_active else "")
             score = scores.get(face.track_id)
             if self.config.show_scores and score is not None:
                 label += f" {score:.2f}"

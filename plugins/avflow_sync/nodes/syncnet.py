@@ -12,7 +12,7 @@ from avflow.errors import InputError, ModelError
 from avflow.node import Batch, BatchSpec, ModelFile, Node, NodeContext, Port, param
 from avflow.payloads import Score
 
-from ..payloads import SyncWindow
+from ..payloads import SyncEvidence, SyncWindow
 from ..syncnet import AUDIO_INPUT, CHECKPOINT_HELP, FACE_INPUT
 
 # The speaker threshold suited to the expert's cosine similarity (recommended to sync.speaker
@@ -94,7 +94,9 @@ class SyncNetScorer(Node):
     type = "sync.syncnet"
     Config = SyncNetConfig
     inputs = {"windows": Port(SyncWindow, "audio-visual windows from sync.windows")}
-    outputs = {"scores": Port(Score, "sync confidence per track for each window's centre frame")}
+    outputs = {"scores": Port(Score, "sync confidence per track for each window's centre frame"),
+               "evidence": Port(SyncEvidence, "cosine similarity per track per window at every audio offset "
+                                              "(sync.windows' offset_search), for sync.assign")}
     batch = BatchSpec(port="windows")
     models = [ModelFile(
         name="Wav2Lip lip-sync expert (SyncNet_color)", param="weights", required=True,
@@ -151,15 +153,21 @@ class SyncNetScorer(Node):
         chunk = None if str(self._device).startswith("cuda") else _CPU_CHUNK
         cos = sync_similarity(self._model, video, mel, self._dtype, chunk).cpu().numpy().astype(np.float64)
         valid = batch.tensors["mel_valid"].cpu().numpy().astype(bool)
-        out = []
+        out, evidence = [], []
         for i, w in enumerate(batch.items):
             n = w.n_offsets // 2
+            offsets = np.asarray(w.meta.get("offsets", range(-n, n + 1)), np.int64)
+            ok = valid[i].astype(bool)
+            evidence.append(SyncEvidence(pts=w.pts, time_base=w.time_base, track_id=w.track_id,
+                                         frame_index=w.centre_index, offsets=offsets[ok],
+                                         values=cos[i][ok].astype(np.float32),
+                                         frame_s=float(w.meta.get("frame_s", 0.04)), scale="syncnet"))
             extra = {"window_start": w.frame_index, "mel_start": w.mel_start, "threshold": SPEAKER_THRESHOLD}
             if w.n_offsets > 1:
                 extra.update(self._offsets(w, cos[i], valid[i]))
             out.append(Score(pts=w.pts, time_base=w.time_base, track_id=w.track_id, frame_index=w.centre_index,
                              value=float(cos[i, n]), extra=extra))
-        return {"scores": out}
+        return {"scores": out, "evidence": evidence}
 
     def _offsets(self, w: SyncWindow, cos: np.ndarray, valid: np.ndarray) -> dict:
         offsets = list(w.meta.get("offsets", range(-(w.n_offsets // 2), w.n_offsets // 2 + 1)))

@@ -1,0 +1,99 @@
+"""Which face each voice belongs to: sync evidence pooled over a voice's speech, then a
+one-to-one assignment with "no visible face" allowed.
+
+For voice *v* and face track *f*, the per-frame evidence (``SyncEvidence.values``, one value per
+audio offset) is averaged over the frames where *v* speaks and *f* is visible: a pooled
+synchrony curve over offsets. Its **confidence** is the peak minus the median over offsets, as
+syncnet_python's confidence is the median minus the minimum distance: a face in sync with the
+voice has a clear peak at its audio/video offset, a face that moves to something else (or not
+at all) has a flat curve, whatever its size, frame rate or talking style. The peak's offset is
+the face's estimated A/V offset for that voice.
+
+Voices and faces are then paired one to one by :func:`scipy.optimize.linear_sum_assignment`,
+maximising the summed confidence, each voice also free to take "no visible face" at the value
+``threshold``: a voice whose best face is below it is an off-screen voice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Pooled:
+    """Pooled evidence of one (voice, face) pair."""
+
+    curve: np.ndarray  # mean value per offset
+    offsets: np.ndarray  # offsets in frames
+    frames: int  # frames pooled
+
+    @property
+    def confidence(self) -> float:
+        if self.frames == 0 or self.curve.size < 3:
+            return 0.0
+        return float(np.max(self.curve) - np.median(self.curve))
+
+    @property
+    def offset(self) -> int:
+        return int(self.offsets[int(np.argmax(self.curve))]) if self.curve.size else 0
+
+
+class EvidencePool:
+    """Sums of evidence per (key, track), where a key names a set of frames (a voice, a turn)."""
+
+    def __init__(self):
+        self._sum: dict[tuple, np.ndarray] = {}
+        self._count: dict[tuple, np.ndarray] = {}
+        self._offsets: np.ndarray | None = None
+
+    def add(self, key, track: str, offsets: np.ndarray, values: np.ndarray) -> None:
+        if self._offsets is None or len(offsets) > len(self._offsets):
+            self._grow(offsets)
+        pos = np.searchsorted(self._offsets, offsets)
+        k = (key, track)
+        if k not in self._sum:
+            self._sum[k] = np.zeros(len(self._offsets))
+            self._count[k] = np.zeros(len(self._offsets))
+        np.add.at(self._sum[k], pos, values)
+        np.add.at(self._count[k], pos, 1.0)
+
+    def _grow(self, offsets: np.ndarray) -> None:
+        old = self._offsets
+        new = np.union1d(old if old is not None else np.zeros(0, np.int64), offsets)
+        if old is not None and len(new) != len(old):
+            at = np.searchsorted(new, old)
+            for k in self._sum:
+                s, c = np.zeros(len(new)), np.zeros(len(new))
+                s[at], c[at] = self._sum[k], self._count[k]
+                self._sum[k], self._count[k] = s, c
+        self._offsets = new
+
+    def pooled(self, key, track: str) -> Pooled:
+        k = (key, track)
+        if k not in self._sum:
+            return Pooled(np.zeros(0), np.zeros(0, np.int64), 0)
+        cnt = self._count[k]
+        full = cnt >= max(1.0, 0.5 * cnt.max())  # offsets seen on most of the frames
+        curve = self._sum[k][full] / cnt[full]
+        return Pooled(curve, self._offsets[full], int(cnt.max()))
+
+
+def assign_faces(confidence: np.ndarray, threshold: float) -> list[int | None]:
+    """One face per voice at most, and one voice per face: ``confidence`` ``(voices, faces)``;
+    a voice takes "no visible face" (None) unless its face's confidence exceeds ``threshold``."""
+    from scipy.optimize import linear_sum_assignment
+
+    n_v, n_f = confidence.shape
+    if n_v == 0:
+        return []
+    cost = np.full((n_v, n_f + n_v), 1e6)
+    cost[:, :n_f] = -np.nan_to_num(confidence, nan=-1e3)
+    cost[np.arange(n_v), n_f + np.arange(n_v)] = -threshold
+    rows, cols = linear_sum_assignment(cost)
+    out: list[int | None] = [None] * n_v
+    for r, c in zip(rows, cols):
+        if c < n_f and confidence[r, c] > threshold:
+            out[r] = int(c)
+    return out

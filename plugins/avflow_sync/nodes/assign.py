@@ -1,0 +1,240 @@
+"""``sync.assign``: each voice given to the face whose lips follow it; who speaks in every frame."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from avflow import Node, Payload, Port, Record, TrackedFaces, param
+
+from ..assign import EvidencePool, assign_faces
+from ..payloads import SyncEvidence
+
+
+@dataclass(frozen=True)
+class AssignConfig:
+    threshold: float | None = param(None, "confidence a face needs to be given a voice (peak minus median "
+                                          "of the pooled sync curve); null: the scorer's own (sync.motion "
+                                          "0.08, sync.syncnet 0.05)")
+    min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
+    split_min: float = param(2.0, "seconds of a voice's turns that must point at another face than the "
+                                  "voice's own for the voice to be split in two (two similar voices merged)",
+                             min=0.0)
+    split_margin: float = param(0.05, "how much more confident those turns must be of the other face", min=0.0)
+    plot_window: int = param(25, "frames of the moving mean of the per-track curves (as plotted)", min=1)
+
+
+#: default thresholds by evidence scale (SyncEvidence's producer), measured on composed fixtures
+THRESHOLDS = {"motion": 0.08, "syncnet": 0.05}
+
+
+class VoiceAssigner(Node):
+    """Give each voice to the face whose lips follow it, then decide every frame from the voices.
+
+    Evidence (``SyncEvidence`` from ``sync.motion`` or ``sync.syncnet``) is pooled per voice and
+    face over the frames where the voice speaks and the face is visible (:mod:`avflow_sync.assign`):
+    a synchrony curve over audio offsets whose peak minus median is the confidence, and whose
+    peak is the face's A/V offset. Voices and faces are paired one to one
+    (``linear_sum_assignment``); a voice whose best face is not above ``threshold`` has no visible
+    face (an off-screen voice). A voice whose turns clearly point at two faces (``split_min``
+    seconds at another face, ``split_margin`` more confident) is split into two voices first.
+    Every frame's speaker is then the face of the voice heard in it, when that face is visible
+    (null otherwise: silence, an off-screen voice, or the face gone from view).
+
+    Ports:
+      - in ``evidence`` (SyncEvidence): per track per frame, at every offset.
+      - in ``voices`` (Payload): ``voice.cluster``'s ``VoiceTurns`` (``turns``, ``voices``, ``speech``).
+      - in ``tracks`` (TrackedFaces): every frame (the frame clock) and who is visible in it.
+      - out ``active`` (Record): per frame, as ``sync.speaker``'s: ``frame_index``, ``time``, ``active``
+        (track id or null), ``voice`` (voice id or null), ``scores`` (per-track curve, as plotted).
+      - out ``voices`` (Record): ``data["voices"]``: per voice ``id``, ``speech`` (s), ``speaker``
+        (track id or null), ``confidence``, ``offset`` (s, positive: the sound comes late),
+        ``evidence`` ({track id: confidence}); ``data["turns"]``, ``data["overlaps"]``,
+        ``data["threshold"]``.
+
+    Everything is decided when the voices arrive (at the end of the audio): the node holds the
+    evidence of every frame (K floats per track per frame, ~1 MB per minute for three faces).
+
+    .. code-block:: yaml
+
+        assign:
+          type: sync.assign
+          inputs: {evidence: motion.evidence, voices: voices.voices, tracks: track.tracks}
+    """
+
+    type = "sync.assign"
+    Config = AssignConfig
+    inputs = {"evidence": Port(SyncEvidence, "lip/audio agreement per track per frame and offset"),
+              "voices": Port(Payload, "voice turns (voice.cluster)"),
+              "tracks": Port(TrackedFaces, "every frame's face tracks")}
+    outputs = {"active": Port(Record, "per frame: the speaking track id (or null) and the voice"),
+               "voices": Port(Record, "each voice, its face and the evidence for it")}
+    queue_size = 256
+
+    def open(self, ctx):
+        self._frames: list[tuple[int, int, Fraction, list[str]]] = []  # index, pts, time_base, tracks
+        self._evidence: dict[int, list[SyncEvidence]] = {}
+        self._voices = None
+        self._scale: str | None = None
+
+    def process(self, port, item, ctx):
+        if port == "tracks":
+            self._frames.append((item.frame_index, item.pts, Fraction(item.time_base),
+                                 [f.track_id for f in item.faces]))
+        elif port == "evidence":
+            self._evidence.setdefault(item.frame_index, []).append(item)
+            if self._scale is None:
+                self._scale = item.scale
+        else:
+            self._voices = item
+        return None
+
+    def finish(self, ctx):
+        c = self.config
+        frames = sorted(self._frames)
+        times = [float(pts * tb) for _, pts, tb, _ in frames]
+        v = self._voices
+        turns = [dict(t) for t in (getattr(v, "turns", None) or [])]
+        speech = list(getattr(v, "speech", None) or [])
+        threshold = c.threshold if c.threshold is not None else THRESHOLDS.get(self._scale or "motion", 0.08)
+        frame_voice = self._frame_voices(times, turns, speech)
+        voice_ids = [x["id"] for x in (getattr(v, "voices", None) or [])]
+        tracks = sorted({t for *_, ids in frames for t in ids})
+        result = self._assign(frames, frame_voice, voice_ids, tracks, turns, threshold)
+        if result["split"]:
+            frame_voice = self._frame_voices(times, turns, speech)
+            voice_ids = voice_ids + result["split"]
+            result = self._assign(frames, frame_voice, voice_ids, tracks, turns, threshold)
+        face_of = {vid: info["speaker"] for vid, info in result["voices"].items()}
+        offsets = {info["speaker"]: info["offset_frames"] for info in result["voices"].values() if info["speaker"]}
+        curves = self._curves(frames, offsets)
+        records = []
+        for (idx, pts, tb, ids), t, vid in zip(frames, times, frame_voice):
+            face = face_of.get(vid) if vid is not None else None
+            active = face if face in ids else None
+            records.append(Record(pts=pts, time_base=tb, data={
+                "frame_index": idx, "time": t, "active": active, "voice": vid,
+                "scores": {tid: curves.get((tid, idx)) for tid in ids}}))
+        voices_out = []
+        for vid in voice_ids:
+            info = result["voices"].get(vid)
+            if info is None:
+                continue
+            mine = [t for t in turns if t["voice"] == vid]
+            voices_out.append({"id": vid, "speech": round(sum(t.get("speech", t["end"] - t["start"]) for t in mine), 3),
+                               "turns": len(mine), "speaker": info["speaker"],
+                               "confidence": info["confidence"], "offset": info["offset"],
+                               "evidence": info["evidence"]})
+            if info["speaker"] is None:
+                ctx.logger.info("%s: no visible face follows it (best %s); an off-screen voice", vid,
+                                max(info["evidence"].items(), key=lambda kv: kv[1], default=("none", 0.0))[0])
+        summary = Record(pts=0, time_base=Fraction(1), data={
+            "voices": voices_out, "turns": turns, "overlaps": list(getattr(v, "overlaps", None) or []),
+            "speech": [list(s) for s in speech], "threshold": threshold})
+        return {"active": records, "voices": summary}
+
+    @staticmethod
+    def _frame_voices(times: list[float], turns: list[dict], speech) -> list[str | None]:
+        starts = [t["start"] for t in turns]
+        out: list[str | None] = []
+        for t in times:
+            i = bisect_right(starts, t + 1e-9) - 1
+            out.append(turns[i]["voice"] if i >= 0 and t < turns[i]["end"] - 1e-9 else None)
+        return out
+
+    def _assign(self, frames, frame_voice, voice_ids, tracks, turns, threshold) -> dict:
+        c = self.config
+        pool = EvidencePool()
+        turn_of = self._turn_index(frames, turns)
+        for (idx, *_), vid, ti in zip(frames, frame_voice, turn_of):
+            if vid is None:
+                continue
+            for ev in self._evidence.get(idx, []):
+                pool.add(vid, ev.track_id, ev.offsets, ev.values)
+                if ti is not None:
+                    pool.add(("turn", ti), ev.track_id, ev.offsets, ev.values)
+        frame_s = self._frame_s()
+        conf = np.zeros((len(voice_ids), len(tracks)))
+        pooled = {}
+        for i, vid in enumerate(voice_ids):
+            for j, tid in enumerate(tracks):
+                p = pool.pooled(vid, tid)
+                pooled[(vid, tid)] = p
+                conf[i, j] = p.confidence if p.frames >= c.min_frames else 0.0
+        chosen = assign_faces(conf, threshold)
+        out = {"voices": {}, "split": []}
+        for i, vid in enumerate(voice_ids):
+            j = chosen[i]
+            tid = tracks[j] if j is not None else None
+            best = pooled.get((vid, tid)) if tid else None
+            out["voices"][vid] = {
+                "speaker": tid, "confidence": round(float(conf[i, j]), 4) if j is not None else
+                (round(float(conf[i].max()), 4) if len(tracks) else 0.0),
+                "offset_frames": best.offset if best else 0,
+                "offset": round(best.offset * frame_s, 3) if best else None,
+                "evidence": {t: round(float(conf[i, k]), 4) for k, t in enumerate(tracks)}}
+        # two voices merged: turns of one voice whose lips point clearly at another face
+        taken = {tracks[j] for j in chosen if j is not None}
+        for i, vid in enumerate(voice_ids):
+            own = out["voices"][vid]["speaker"]
+            moved, seconds = [], 0.0
+            for ti, t in enumerate(turns):
+                if t["voice"] != vid:
+                    continue
+                per = {tid: pool.pooled(("turn", ti), tid) for tid in tracks}
+                scores = {tid: p.confidence for tid, p in per.items() if p.frames >= c.min_frames}
+                if not scores:
+                    continue
+                best_tid = max(scores, key=scores.get)
+                if (best_tid != own and best_tid not in taken and scores[best_tid] > threshold
+                        and scores[best_tid] - scores.get(own, 0.0) > c.split_margin):
+                    moved.append(ti)
+                    seconds += t["end"] - t["start"]
+            if moved and seconds >= c.split_min and len(moved) < sum(1 for t in turns if t["voice"] == vid):
+                new = f"{vid}b"
+                for ti in moved:
+                    turns[ti]["voice"] = new
+                out["split"].append(new)
+        return out
+
+    @staticmethod
+    def _turn_index(frames, turns) -> list[int | None]:
+        starts = [t["start"] for t in turns]
+        out = []
+        for _, pts, tb, _ in frames:
+            t = float(pts * tb)
+            i = bisect_right(starts, t + 1e-9) - 1
+            out.append(i if i >= 0 and t < turns[i]["end"] - 1e-9 else None)
+        return out
+
+    def _frame_s(self) -> float:
+        for evs in self._evidence.values():
+            return abs(float(evs[0].frame_s))
+        return 0.04
+
+    def _curves(self, frames, offsets: dict[str, int]) -> dict[tuple[str, int], float | None]:
+        """Per track and frame: the evidence at the track's offset, as a moving mean (plotted)."""
+        w = self.config.plot_window
+        series: dict[str, list[tuple[int, float]]] = {}
+        for idx, *_ in frames:
+            for ev in self._evidence.get(idx, []):
+                off = offsets.get(ev.track_id)
+                if off is None:
+                    k = int(np.argmin(np.abs(ev.offsets)))
+                else:
+                    hit = np.flatnonzero(ev.offsets == off)
+                    if hit.size == 0:
+                        continue
+                    k = int(hit[0])
+                series.setdefault(ev.track_id, []).append((idx, float(ev.values[k])))
+        out: dict[tuple[str, int], float | None] = {}
+        for tid, pts in series.items():
+            vals = np.array([v for _, v in pts])
+            kernel = np.ones(w) / w
+            smooth = np.convolve(vals, kernel, mode="same") / np.maximum(
+                np.convolve(np.ones(len(vals)), kernel, mode="same"), 1e-9)
+            out.update({(tid, idx): round(float(s), 4) for (idx, _), s in zip(pts, smooth)})
+        return out

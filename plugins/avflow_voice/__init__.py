@@ -1,0 +1,17 @@
+"""avflow built-in plugin: voices (registered through the avflow.plugins entry point).
+
+Nodes: ``voice.activity`` (speech activity per 32 ms, Silero VAD), ``voice.embed`` (voice
+embeddings of speech windows, Resemblyzer's GE2E encoder), ``voice.cluster`` (voices and their
+turns). Both models are the trained weights their wheels ship, so everything works offline.
+Algorithms live in plain modules (:mod:`.vad`, :mod:`.embed`, :mod:`.cluster`), node classes in
+:mod:`.nodes`, payloads in :mod:`.payloads`.
+"""
+
+from avflow import hookimpl
+
+
+@hookimpl
+def avflow_register_nodes():
+    from .nodes import SpeechActivityDetector, VoiceClusterer, VoiceEmbedder
+
+    return [SpeechActivityDetector, VoiceEmbedder, VoiceClusterer]
