@@ -107,6 +107,14 @@ def test_whisper_features_shape_and_segments(tiny_models):
     assert np.isfinite(out[1].data).all()
 
 
+def test_whisper_features_drop_a_partial_last_frame(tiny_models):
+    """32100 samples: 100 whole feature frames, as MuseTalk keeps floor(n x 50 / 16000)."""
+    audio = synth_audio(2.00625, 16000)
+    assert audio.shape[1] == 32100
+    out = NodeRunner(WhisperFeatures, models=tiny_models).run({"audio": chunks(audio, 16000)})["features"]
+    assert len(out) == 1 and out[0].data.shape[0] == 100 and out[0].meta["n_samples"] == 32100
+
+
 def test_whisper_features_resample_mix_and_fill_gaps(tiny_models):
     stereo = synth_audio(1.0, 8000, channels=2)
     parts = chunks(stereo, 8000, 800)
