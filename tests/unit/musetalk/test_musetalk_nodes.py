@@ -170,6 +170,28 @@ def test_vae_unet_chain_and_blend(tiny_models, portrait):
     assert (blended[0].image[y1:y2, x1:x2] != img[y1:y2, x1:x2]).any()
 
 
+def test_vae_encode_equals_musetalks_contiguous_nchw_input(tiny_models, portrait):
+    """MuseTalk feeds the VAE a contiguous NCHW tensor; a channels-last view of the NHWC crops
+    runs other kernels (1.3e-4 relative on these latents), so the node makes it contiguous."""
+    import cv2
+    import torch
+
+    from avflow_musetalk.loading import load_vae
+    from avflow_musetalk.payloads import CropFrame
+
+    crop = cv2.resize(portrait[60:240, 40:200], (256, 256), interpolation=cv2.INTER_LANCZOS4)
+    item = CropFrame(pts=0, time_base=Fraction(1, 25), image=portrait, box=(40, 60, 200, 240), crop=crop)
+    got = NodeRunner(VaeEncode, models=tiny_models).run({"frames": [item]})["frames"][0].latents
+    vae = load_vae(tiny_models, "cpu", torch.float32)
+    with torch.inference_mode():
+        x = torch.from_numpy(crop.transpose(2, 0, 1).copy())[None].float() / 127.5 - 1.0
+        masked = x.clone()
+        masked[:, :, 128:] = -1.0
+        z = vae.encode(torch.cat([masked, x])).latent_dist.mode() * vae.config.scaling_factor
+    want = torch.cat(z.chunk(2), dim=1)[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+
+
 def test_blend_without_landmarks_uses_the_box():
     img = np.full((100, 120, 3), 50, np.uint8)
     item = GeneratedFrame(pts=0, time_base=Fraction(1, 25), image=img, box=(10, 10, 90, 90),
