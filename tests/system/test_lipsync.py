@@ -199,13 +199,17 @@ def test_both_blend_modes_and_the_frame_count_at_the_audio_end(media_dir, speech
 
 
 def test_frames_without_a_face_pass_through_unchanged(tiny_models, cache_dir, tmp_path):
-    """No face anywhere: every frame comes out exactly as it went in (v1 weights, for once)."""
+    """No face anywhere: every frame comes out exactly as it went in (v1 weights, for once).
+    The v1 prompts are zeros outside the audio, as current MuseTalk slices v1 (hand-computed:
+    0.4 s = 20 feature frames; frame 0's window is features -4..5, frame 9's 14..23)."""
     video = write_video(tmp_path / "noface.mp4", synth_video(12, 160, 120), fps=25)
     audio = tmp_path / "tone.wav"
     import soundfile as sf
 
     sf.write(str(audio), synth_audio(0.4, 16000)[0], 16000)
-    result = run(graph_with_frames(), {"video": video, "audio": audio, "models": tiny_models, "version": "v1"},
+    spec = graph_with_frames()
+    spec["outputs"]["prompts"] = "prompts.frames"
+    result = run(spec, {"video": video, "audio": audio, "models": tiny_models, "version": "v1"},
                  tmp_path / "out", cache_dir)
     sources = source_frames(video, 12)
     frames = result.outputs["frames"]
@@ -213,6 +217,11 @@ def test_frames_without_a_face_pass_through_unchanged(tiny_models, cache_dir, tm
     assert all(g.box is None for g in result.outputs["generated"])
     for f, src in zip(frames, sources):
         np.testing.assert_array_equal(f.image, src)
+    layers = 5  # whisper-tiny's hidden states: embeddings + 4 blocks
+    steps = [np.abs(p.prompt.reshape(10, layers, -1)).sum(axis=(1, 2)) > 0 for p in result.outputs["prompts"]]
+    assert steps[0].tolist() == [False] * 4 + [True] * 6
+    assert steps[9].tolist() == [True] * 6 + [False] * 4
+    assert all(s.all() for s in steps[2:8])
 
 
 def test_missing_model_files_are_one_clear_exit_2_error(media_dir, speech, tiny_models, cache_dir, tmp_path):
