@@ -9,8 +9,9 @@ written by the scaffold) and the same device and precision:
 - **baseline**: MuseTalk's ``scripts/inference.py`` loop, step by step: Whisper features and all
   audio prompts; the frames read into a list; per-frame VAE latents; then per batch: positional
   encoding, UNet, VAE decode, copy to the CPU; then per frame: resize, blend, write a PNG; then
-  the PNGs encoded into an mp4 with the audio. Its blend uses the same landmark mask as avflow
-  (MuseTalk's face-parsing model is not available), which flatters the baseline.
+  the PNGs encoded into an mp4 with the audio. Both blend through the landmark mask (the graph
+  with ``blend: landmarks``): MuseTalk's own face-parsing mask (``blend: parsing``) would add
+  one BiSeNet pass per frame to both, and these figures predate it.
 
 Face detection is outside both timings: its results are cached first (MuseTalk's
 ``--use_saved_coord``; avflow's content-hash cache). Model loading is timed separately;
@@ -110,6 +111,7 @@ def run_avflow(video: Path, audio: Path, models: Path, n: int, fps: Fraction, ar
     t0 = time.perf_counter()
     result = avflow.run(REPO / "graphs" / "lipsync.yaml",
                         {"video": video, "audio": audio, "models": models, "batch_size": args.batch_size,
+                         "blend": "landmarks",  # the baseline's mask
                          "video.max_duration": float((n - 0.5) / fps)},  # the same n frames
                         output_dir=out, device=args.device, cache_dir=work / ".cache")
     wall = time.perf_counter() - t0

@@ -8,8 +8,9 @@
 
 Pure modules (no node code, heavy imports inside functions): :mod:`.layout` (model folder),
 :mod:`.loading` (checked weight loading), :mod:`.scaffold` (random-weight folders),
-:mod:`.slicer` (Whisper slicer), :mod:`.positional`, :mod:`.geometry` (boxes, crop, mask,
-paste), :mod:`.facemesh` (MediaPipe + cache), :mod:`.store` (frames on disk).
+:mod:`.slicer` (Whisper slicer), :mod:`.positional`, :mod:`.geometry` (boxes, crop, landmark
+mask, paste), :mod:`.bisenet` (the face-parsing network), :mod:`.parsing` (MuseTalk's
+face-parsing blend mask), :mod:`.facemesh` (MediaPipe + cache), :mod:`.store` (frames on disk).
 """
 
 from avflow import ModelScaffold, hookimpl

@@ -130,16 +130,20 @@ def blend_mask(box: Box, lm68: np.ndarray | None, feather: float = 0.08, expand:
     return np.clip(soft, 0.0, 1.0)
 
 
-def paste_face(image: np.ndarray, face: np.ndarray, box: Box, mask: np.ndarray) -> np.ndarray:
+def paste_face(image: np.ndarray, face: np.ndarray, box: Box, mask: np.ndarray,
+               resize: str = "area") -> np.ndarray:
     """A copy of ``image`` with ``face`` resized into ``box`` through ``mask``.
 
     Pixels where the mask is 0, and every pixel outside the box, are exactly the input's.
+
+    :param resize: ``area``: area averaging when the box is smaller than the face (no
+        aliasing), bilinear otherwise; ``bilinear``: always bilinear, as MuseTalk resizes.
     """
     import cv2
 
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
-    interp = cv2.INTER_AREA if w < face.shape[1] else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if resize == "area" and w < face.shape[1] else cv2.INTER_LINEAR
     resized = cv2.resize(face, (w, h), interpolation=interp).astype(np.float32)
     out = image.copy()
     region = out[y1:y2, x1:x2].astype(np.float32)

@@ -7,6 +7,7 @@ Laid out as MuseTalk's own ``models/`` folder::
       musetalk/musetalk.json, pytorch_model.bin  # version v1
       sd-vae/config.json, diffusion_pytorch_model.bin
       whisper/config.json, pytorch_model.bin, preprocessor_config.json
+      face-parse-bisent/79999_iter.pth, resnet18-5c106cde.pth   # optional: blend mode 'parsing'
 
 Every node of the lip-sync graph checks the whole folder when it opens, so a user with an
 incomplete folder gets one error listing every missing file, whichever node opens first.
@@ -67,6 +68,20 @@ WHISPER_FILES = (
 )
 
 
+#: Optional: MuseTalk's face parser, for ``musetalk.blend`` in mode ``parsing``.
+FACE_PARSE_FILES = (
+    LayoutFile("face-parse-bisent/79999_iter.pth",
+               "BiSeNet face-parsing weights (face-parsing.PyTorch, 19 CelebAMask-HQ classes; torch state dict)"),
+    LayoutFile("face-parse-bisent/resnet18-5c106cde.pth",
+               "ImageNet ResNet-18, the face parser's backbone (torchvision state dict)"),
+)
+
+
+def has_files(models: str | Path | None, files: tuple[LayoutFile, ...]) -> bool:
+    """Whether every one of ``files`` is in the folder."""
+    return models is not None and all(f.find(Path(models)) is not None for f in files)
+
+
 def required_files(version: str) -> tuple[LayoutFile, ...]:
     """Every file the lip-sync graph needs for ``version``."""
     if version not in UNET_FILES:
@@ -74,15 +89,16 @@ def required_files(version: str) -> tuple[LayoutFile, ...]:
     return (*UNET_FILES[version], *VAE_FILES, *WHISPER_FILES)
 
 
-def check_model_dir(models: str | Path, version: str) -> dict[str, Path]:
+def check_model_dir(models: str | Path, version: str, extra: tuple[LayoutFile, ...] = ()) -> dict[str, Path]:
     """Resolve every file of the folder; raise one :class:`ModelError` listing all missing ones.
 
+    :param extra: optional files the caller needs too (e.g. :data:`FACE_PARSE_FILES`).
     :return: layout path -> the file found (possibly an accepted alternative name).
     """
     root = Path(models)
     found: dict[str, Path] = {}
     missing: list[LayoutFile] = []
-    for f in required_files(version):
+    for f in (*required_files(version), *extra):
         p = f.find(root) if root.is_dir() else None
         if p is None:
             missing.append(f)
@@ -114,3 +130,6 @@ VAE_MODELS = (_model_file("sd-vae-ft-mse", VAE_FILES, True,
                           "Stable Diffusion VAE (AutoencoderKL), stabilityai/sd-vae-ft-mse layout"),)
 WHISPER_MODELS = (_model_file("whisper-tiny", WHISPER_FILES, True,
                               "Hugging Face openai/whisper-tiny folder (encoder used)"),)
+FACE_PARSE_MODELS = (_model_file("face-parse-bisent", FACE_PARSE_FILES, False,
+                                 "MuseTalk's BiSeNet face parser; blend mode 'parsing' (mode 'auto' uses it "
+                                 "when both files are present)"),)

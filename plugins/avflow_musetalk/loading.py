@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from avflow import ModelError
 
-from .layout import UNET_FILES, VAE_FILES, WHISPER_FILES, check_model_dir
+from .layout import FACE_PARSE_FILES, UNET_FILES, VAE_FILES, WHISPER_FILES, check_model_dir
 
 if TYPE_CHECKING:
     import torch
@@ -226,3 +226,45 @@ def load_whisper(models: str | Path, device: str, dtype: "torch.dtype", version:
         raise ModelError(f"{fe_path}: feature_size {extractor.feature_size} does not match num_mel_bins "
                          f"{config.num_mel_bins} of {config_path}")
     return encoder, extractor, config
+
+
+# -- Face parser -----------------------------------------------------------------------------
+_BN_COUNTER = "num_batches_tracked"  # absent from checkpoints older than torch 0.4.1 (torchvision's resnet18)
+
+
+def _without_counters(shapes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in shapes.items() if not k.endswith(_BN_COUNTER)}
+
+
+def load_face_parser(models: str | Path, device: str, version: str = "v15"):
+    """MuseTalk's BiSeNet face parser from ``face-parse-bisent/`` (always float32, as MuseTalk runs it).
+
+    As MuseTalk builds it: the backbone starts from ``resnet18-5c106cde.pth`` (torchvision's
+    ImageNet ResNet-18; its classifier ``fc.*`` is not used), then ``79999_iter.pth`` is loaded
+    over the whole network. Both files are checked key by key; BatchNorm's
+    ``num_batches_tracked`` counters are optional (old checkpoints lack them; inference ignores them).
+    """
+    import torch
+
+    from .bisenet import BiSeNet, ResNet18
+
+    files = check_model_dir(models, version, extra=FACE_PARSE_FILES)
+    parser_path, backbone_path = (files[f.path] for f in FACE_PARSE_FILES)
+    with torch.device("meta"):
+        model = BiSeNet()
+        backbone_shapes = _shapes(ResNet18(classifier=True))
+    backbone = read_state_dict(backbone_path, "ResNet-18 backbone weights")
+    check_state_dict(_without_counters(backbone), _without_counters(backbone_shapes), backbone_path,
+                     "torchvision ResNet-18")
+    weights = read_state_dict(parser_path, "BiSeNet face-parsing weights")
+    if weights and all(k.startswith("module.") for k in weights):  # saved from nn.DataParallel
+        weights = {k[len("module."):]: v for k, v in weights.items()}
+    expected = _shapes(model)
+    check_state_dict(_without_counters(weights), _without_counters(expected), parser_path,
+                     "BiSeNet face parser (ResNet-18 backbone, 19 classes)")
+    state = {f"cp.resnet.{k}": v for k, v in backbone.items() if not k.startswith("fc.")}
+    state.update(weights)
+    for k in expected:
+        if k.endswith(_BN_COUNTER) and k not in state:
+            state[k] = torch.zeros((), dtype=torch.long)
+    return _assign(model, {k: v for k, v in state.items() if k in expected}, device, torch.float32)

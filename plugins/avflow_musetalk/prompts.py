@@ -6,7 +6,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
 
 from avflow import InputError, MediaInfo, Node, Port, Tensor, param
 
@@ -25,8 +24,6 @@ def pingpong(k: int, n: int) -> int:
 
 @dataclass(frozen=True)
 class AudioPromptsConfig:
-    version: Literal["v15", "v1"] = param("v15", "slicing semantics: v15 pads with zeros past the audio's "
-                                                 "ends, v1 repeats the first/last feature frame")
     left: int = param(2, "video frames (2 feature frames each) of audio context before the frame", min=0)
     right: int = param(2, "video frames (2 feature frames each) of audio context after the frame", min=0)
     max_avatar_frames: int = param(9000, "frames kept (on disk, in the cache folder) to play the video "
@@ -38,11 +35,14 @@ class AudioPrompts(Node):
     """Place the video's frames on the driving audio's timeline, each with its audio prompt.
 
     The output lasts as long as the audio: output frame ``k`` is shown at ``t_k`` seconds (the
-    video's own timestamps, re-based to start at 0), and frames at or after the audio's end are
-    dropped. When the audio is longer than the video, the video plays backward, then forward
-    again (MuseTalk's cycle), continuing at the video's frame interval. Each frame's prompt is
-    cut by the Whisper slicer at ``t_k`` (see :mod:`avflow_musetalk.slicer`): ``2 (left + right
-    + 1)`` feature frames x layers rows of ``d_model``, ``50 x 384`` for whisper-tiny.
+    video's own timestamps, re-based to start at 0), and only frames shown entirely within the
+    audio are kept (``t_k`` + the frame's duration at most the audio's duration: MuseTalk's
+    ``floor(duration x fps)`` frames at a constant rate). When the audio is longer than the
+    video, the video plays backward, then forward again (MuseTalk's cycle), continuing at the
+    video's frame interval. Each frame's prompt is cut by the Whisper slicer at ``t_k`` (see
+    :mod:`avflow_musetalk.slicer`): ``2 (left + right + 1)`` feature frames x layers rows of
+    ``d_model``, ``50 x 384`` for whisper-tiny, zeros outside the audio (v1 and v1.5 alike, as
+    current MuseTalk).
 
     Streaming: features are kept only from the oldest window still needed. Frames are kept
     for the backward pass in a temporary file under ``<cache dir>/musetalk/frames/`` (not in
@@ -60,7 +60,7 @@ class AudioPrompts(Node):
         prompts:
           type: musetalk.audio_prompts
           inputs: {frames: encode.frames, features: whisper.features, video_info: video.info}
-          params: {version: v15}
+          params: {left: 2, right: 2}
     """
 
     type = "musetalk.audio_prompts"
@@ -116,21 +116,28 @@ class AudioPrompts(Node):
             self._next_k = len(self._times)
             if self._dt is None:
                 self._dt = (self._times[-1] - self._times[-2]) if len(self._times) > 1 else Fraction(1, 25)
+                self._set_total(ctx)
         elif port == "features":
             self._win.close()
             if not self._n_samples:
                 raise InputError("the driving audio holds no samples")
             self._audio_end = Fraction(self._n_samples, SAMPLE_RATE)
-            if self._dt:
-                ctx.progress.set_total(math.ceil(self._audio_end / self._dt), "frames")
+            self._set_total(ctx)
         else:
             return None
         return self._flush(ctx)
+
+    def _set_total(self, ctx) -> None:
+        if self._dt and self._audio_end is not None:
+            ctx.progress.set_total(math.floor(self._audio_end / self._dt), "frames")
 
     def finish(self, ctx):
         out = self._flush(ctx)
         if self._pending:  # cannot happen once both streams have ended
             raise RuntimeError(f"{len(self._pending)} frames left without audio")
+        if not self._emitted and self._audio_end is not None and self._times:
+            raise InputError(f"the driving audio ({float(self._audio_end):.3f} s) is shorter than one video frame "
+                             f"({float(self._dt):.3f} s): there is no frame to generate")
         ctx.logger.info("%d output frames (%d from the backward/forward cycle) for %.2f s of audio",
                         self._emitted, self._cycled, float(self._audio_end or 0))
         return out
@@ -210,17 +217,37 @@ class AudioPrompts(Node):
                             box=box, landmarks=arrays.get("landmarks"), latents=arrays["latents"])
 
     # -- output ----------------------------------------------------------------------------
+    def _interval(self, k: int, src: int) -> Fraction | None:
+        """How long output frame ``k`` is shown: a source frame its own duration (or until the
+        next frame), a frame of the cycle the video's frame interval; None: not known yet."""
+        if k == src:
+            duration = self._kept[src][2]
+            if duration:
+                return Fraction(duration)
+            if src + 1 < len(self._times):
+                return self._times[src + 1] - self._times[src]
+        return self._dt
+
+    def _shown(self, tau: Fraction, interval: Fraction | None) -> bool | None:
+        """Whether a frame shown from ``tau`` for ``interval`` lies within the audio (None: not known yet)."""
+        if interval is None:
+            return None if self._audio_end is None or tau < self._audio_end else False
+        end = tau + interval
+        if self._audio_end is not None:
+            return end <= self._audio_end
+        return True if end <= Fraction(self._n_samples, SAMPLE_RATE) else None
+
     def _schedule_cycle(self) -> None:
         """Queue output frames past the video's end: backward, forward, ... until the audio ends."""
         n = len(self._times)
         while self._src_done and not self._stopped and len(self._pending) < 4:
             k = self._next_k
             tau = self._times[-1] + (k - n + 1) * self._dt
-            if self._audio_end is not None and tau >= self._audio_end:
+            shown = self._shown(tau, self._dt)
+            if shown is False:
                 self._stopped = True
                 break
-            if self._audio_end is None and not self._win.ready(prompt_window(tau, self.config.left,
-                                                                              self.config.right)[1]):
+            if shown is None:
                 break  # not known yet whether the audio lasts that long
             self._pending.append((k, pingpong(k, n), tau, None))
             self._next_k += 1
@@ -231,14 +258,15 @@ class AudioPrompts(Node):
         self._schedule_cycle()
         while self._pending:
             k, src, tau, payload = self._pending[0]
-            if self._audio_end is not None and tau >= self._audio_end:
+            shown = self._shown(tau, self._interval(k, src))
+            if shown is False:  # this frame would outlast the audio, so would every later one
                 self._pending.clear()
                 self._stopped = True
                 break
             start, stop = prompt_window(tau, c.left, c.right)
-            if not self._win.ready(stop):
+            if shown is None or not self._win.ready(stop):
                 break
-            prompt = self._win.cut(start, stop, c.version)
+            prompt = self._win.cut(start, stop)
             self._pending.popleft()
             if payload is None:
                 payload = self._load(src)

@@ -11,6 +11,10 @@ Writes exactly the layout and file formats of MuseTalk's ``models/`` folder (see
 - ``whisper/config.json`` + ``pytorch_model.bin`` + ``preprocessor_config.json``: a Hugging Face
   ``WhisperForConditionalGeneration`` checkpoint (``model.encoder.*``, ``model.decoder.*``; the
   output projection is tied to the token embedding), loadable with ``WhisperModel.from_pretrained(dir)``.
+- ``face-parse-bisent/79999_iter.pth`` + ``resnet18-5c106cde.pth``: MuseTalk's BiSeNet face
+  parser and torchvision's ImageNet ResNet-18, in the legacy (pre-zip) ``torch.save`` format those
+  2019 / 2017 files have; BiSeNet has no config, so these are always full size (13.3 M and
+  11.7 M parameters, ~100 MB together), ``tiny`` or not.
 
 Full size follows MuseTalk's configs (UNet 320-640-1280-1280, cross-attention 384; sd-vae-ft-mse;
 whisper-tiny). ``tiny`` keeps every structural property the code relies on (8 input channels,
@@ -67,7 +71,8 @@ _POOL = 1_000_003  # normal samples drawn once; a prime length, so tiles never a
 
 
 def random_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, Any]:
-    """Random tensors for ``shapes``: weights ~ N(0, 1/fan_in), norm scales 1, biases 0.
+    """Random tensors for ``shapes``: weights ~ N(0, 1/fan_in), norm scales 1, biases 0
+    (BatchNorm statistics: mean 0, variance 1).
 
     Fan-in scaling keeps activations of a deep random network finite and O(1), so random
     weights exercise real arithmetic (no NaN/inf) through every layer. Weights are windows of
@@ -89,7 +94,9 @@ def random_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, Any
                 flat[done:done + k] = pool[offset:offset + k]
                 done, offset = done + k, 0
             t = flat.mul_(1.0 / math.sqrt(math.prod(shape[1:]))).reshape(shape)
-        elif name.endswith("weight"):
+        elif name.endswith("num_batches_tracked"):  # BatchNorm's step counter
+            t = torch.zeros(shape, dtype=torch.long)
+        elif name.endswith(("weight", "running_var")):
             t = torch.ones(shape)
         else:
             t = torch.zeros(shape)
@@ -105,11 +112,11 @@ def _meta_shapes(build) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _save(state: dict[str, Any], path: Path) -> Path:
+def _save(state: dict[str, Any], path: Path, legacy: bool = False) -> Path:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(state, str(tmp))
+        torch.save(state, str(tmp), _use_new_zipfile_serialization=not legacy)
     return path
 
 
@@ -162,8 +169,22 @@ def write_whisper(root: Path, tiny: bool, seed: int) -> list[Path]:
     return [config_path, weights, fe_path]
 
 
+def write_face_parsing(root: Path, seed: int) -> list[Path]:
+    from .bisenet import BiSeNet, ResNet18
+    from .layout import FACE_PARSE_FILES
+
+    parser_path, backbone_path = (root / f.path for f in FACE_PARSE_FILES)
+    # torchvision's file predates BatchNorm's step counters; the face parser's has them.
+    backbone = {k: v for k, v in _meta_shapes(lambda: ResNet18(classifier=True)).items()
+                if not k.endswith("num_batches_tracked")}
+    written = [_save(random_state(backbone, seed + 3), backbone_path, legacy=True)]
+    written.insert(0, _save(random_state(_meta_shapes(BiSeNet), seed + 4), parser_path, legacy=True))
+    return written
+
+
 def write_scaffold(directory: str | Path, tiny: bool = False, seed: int = 0) -> list[Path]:
     """Write the whole MuseTalk model folder with random weights; return the files written."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    return [*write_unet(root, tiny, seed), *write_vae(root, tiny, seed), *write_whisper(root, tiny, seed)]
+    return [*write_unet(root, tiny, seed), *write_vae(root, tiny, seed), *write_whisper(root, tiny, seed),
+            *write_face_parsing(root, seed)]

@@ -7,16 +7,23 @@ the left, the frame itself and 2 on the right, 10 feature frames in all, flatten
 to a ``(10 * L, d_model)`` prompt (``50 x 384`` for whisper-tiny).
 
 For a frame at ``t`` seconds after the start of the audio, with ``c = floor(50 t)``, the window
-is feature frames ``[c - 4, c + 6)``:
+is feature frames ``[c - 4, c + 6)``; frames outside the audio are zeros. This is
+``AudioProcessor.get_whisper_chunk`` of current MuseTalk, which runs v1 and v1.5 alike (MuseTalk
+1.0's own ``Audio2Feature.get_sliced_feature`` repeated the first/last feature frame instead).
 
-- ``v15`` (MuseTalk 1.5, ``AudioProcessor.get_whisper_chunk``): frames outside the audio are
-  zeros.
-- ``v1`` (MuseTalk 1.0, ``Audio2Feature.get_sliced_feature``): indices are clamped to the
-  audio, repeating its first/last feature frame.
+The audio's end: MuseTalk keeps ``floor(n x 50 / 16000)`` feature frames of ``n`` samples (a
+last, partial one is dropped, so it is zeros in the prompts), and makes ``floor(duration x fps)``
+video frames, i.e. only frames whose whole display interval lies within the audio. Here the same
+counts come from exact integer arithmetic (MuseTalk's float product loses one of them for a few
+lengths that are whole multiples, e.g. 18,560 samples = 1.16 s gives 28 frames at 25 fps, not 29).
 
 At 25 fps this is exactly MuseTalk's indexing (frame ``i``: ``c = 2 i``). At other rates the
-window keeps the same 200 ms span around the frame's own time (the span the model was trained
-with), where MuseTalk 1.5 would shift its zero padding with ``floor(50 / fps)``; the time comes
+window keeps the same place around the frame's own time (4 feature frames before it, 6 from
+it: the context the model was trained with at 25 fps). MuseTalk computes with ``int(fps)``
+and starts its 10 frames ``2 ceil(50 / int(fps))`` before ``floor(i x 50 / int(fps))``: the same
+window for integer rates from 25 to 49 fps, but 6 before and 4 from the frame below 25 fps
+(e.g. 24), 2 and 8 from 50 fps on, and at 29.97 fps it computes with 29 fps, so its prompts
+fall behind the frames by 3.3 % of the elapsed time (1 s after 30 s). The time here comes
 from the frame's timestamp, so variable frame rates need nothing special.
 """
 
@@ -29,12 +36,18 @@ import numpy as np
 
 FEATURE_RATE = 50  # Whisper encoder frames per second (16 kHz, hop 160, conv stride 2)
 SAMPLES_PER_FEATURE = 320  # at 16 kHz
-MODES = {"v15": "zeros", "v1": "edge"}
 
 
 def feature_count(n_samples: int) -> int:
-    """Feature frames that cover ``n_samples`` of 16 kHz audio (the last one partly)."""
-    return -(-int(n_samples) // SAMPLES_PER_FEATURE)
+    """Whole feature frames in ``n_samples`` of 16 kHz audio: ``floor(n x 50 / 16000)``, as MuseTalk
+    keeps (a last, partial one is dropped)."""
+    return int(n_samples) // SAMPLES_PER_FEATURE
+
+
+def frame_count(n_samples: int, fps: Fraction | int) -> int:
+    """Video frames MuseTalk makes for ``n_samples`` of 16 kHz audio at a constant ``fps``:
+    ``floor(duration x fps)``, the frames shown entirely within the audio."""
+    return math.floor(Fraction(int(n_samples), 16000) * Fraction(fps))
 
 
 def _exact(t: Fraction | float | int) -> Fraction:
@@ -52,31 +65,25 @@ def prompt_window(t: Fraction | float, left: int = 2, right: int = 2) -> tuple[i
     return c - 2 * left, c + 2 * (right + 1)
 
 
-def take(features: np.ndarray, start: int, stop: int, version: str = "v15", total: int | None = None) -> np.ndarray:
-    """Feature frames ``[start, stop)`` of ``features`` (``(N, L, D)``), outside the audio
-    zeros (v15) or the nearest edge frame (v1); flattened to ``((stop - start) * L, D)``.
+def take(features: np.ndarray, start: int, stop: int, total: int | None = None) -> np.ndarray:
+    """Feature frames ``[start, stop)`` of ``features`` (``(N, L, D)``), zeros outside the audio;
+    flattened to ``((stop - start) * L, D)``.
 
     :param total: the audio's full length in feature frames, if ``features`` holds only its
         start so far (the caller guarantees the window does not go past what is known).
     """
     n = features.shape[0] if total is None else total
     idx = np.arange(start, stop)
-    if MODES[version] == "edge":
-        if n == 0:
-            raise ValueError("no audio features to slice")
-        out = features[np.clip(idx, 0, n - 1)]
-    else:
-        out = np.zeros((stop - start, *features.shape[1:]), features.dtype)
-        ok = (idx >= 0) & (idx < n)
-        out[ok] = features[idx[ok]]
+    out = np.zeros((stop - start, *features.shape[1:]), features.dtype)
+    ok = (idx >= 0) & (idx < n)
+    out[ok] = features[idx[ok]]
     return out.reshape(-1, features.shape[-1])
 
 
-def audio_prompt(features: np.ndarray, t: Fraction | float, version: str = "v15", left: int = 2,
-                 right: int = 2) -> np.ndarray:
+def audio_prompt(features: np.ndarray, t: Fraction | float, left: int = 2, right: int = 2) -> np.ndarray:
     """The ``(2 (left + right + 1) L, D)`` prompt of a frame at ``t`` s from all features ``(N, L, D)``."""
     start, stop = prompt_window(t, left, right)
-    return take(features, start, stop, version)
+    return take(features, start, stop)
 
 
 class FeatureWindow:
@@ -107,7 +114,7 @@ class FeatureWindow:
     def ready(self, stop: int) -> bool:
         return self.total is not None or stop <= self.end
 
-    def cut(self, start: int, stop: int, version: str) -> np.ndarray:
+    def cut(self, start: int, stop: int) -> np.ndarray:
         """Like :func:`take` over the whole stream."""
         if not self.ready(stop):
             raise ValueError(f"features up to {stop} are not known yet (have {self.end})")
@@ -117,13 +124,13 @@ class FeatureWindow:
             raise ValueError(f"window [{start}, {stop}) reaches feature {max(start, 0)}, already dropped "
                              f"(kept from {self._base}); windows must come in time order")
         known = self.total if self.total is not None else self.end
-        return take(self._data, start - self._base, stop - self._base, version, total=known - self._base)
+        return take(self._data, start - self._base, stop - self._base, total=known - self._base)
 
     def drop_before(self, index: int) -> None:
-        """Forget feature frames before ``index`` (always keeps the last one, for v1 edges)."""
+        """Forget feature frames before ``index``."""
         if self._data is None:
             return
-        keep_from = min(max(index, self._base), self.end - 1) - self._base
+        keep_from = min(max(index, self._base), self.end) - self._base
         if keep_from > 0:
             self._data = self._data[keep_from:].copy()
             self._base += keep_from

@@ -21,7 +21,8 @@ SEGMENT_S = 30  # Whisper's input window
 def encode_segment(encoder, extractor, samples: np.ndarray, device: str, dtype) -> np.ndarray:
     """Hidden states of every encoder layer for up to 30 s of 16 kHz mono audio.
 
-    :return: ``(T, L, D)`` float32, ``T`` = feature frames covering the samples (50 per second),
+    :return: ``(T, L, D)`` float32, ``T`` = whole feature frames of the samples (50 per second;
+        a last, partial one is dropped, as MuseTalk trims to ``floor(n x 50 / 16000)``),
         ``L`` = layers + 1 (the embeddings first), ``D`` = ``d_model``.
     """
     import torch
@@ -59,7 +60,8 @@ class WhisperFeatures(Node):
 
     Audio is mixed to mono and cut into 30-second segments (Whisper's window), each turned into
     log-mel features by the folder's Whisper feature extractor and encoded; the hidden states of
-    all layers (embeddings + each block) are stacked and trimmed to the audio's length. One
+    all layers (embeddings + each block) are stacked and trimmed to the audio's whole feature
+    frames (``floor(n x 50 / 16000)``, as MuseTalk). One
     Tensor per segment, so an hour of audio never sits in memory. Audio should arrive at 16 kHz
     (set ``audio_rate: 16000`` on the decoder); other rates are resampled here.
 

@@ -113,6 +113,7 @@ def assert_only_face_changed(frames, generated, sources) -> int:
 def video_run(media_dir, speech, tiny_models, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("video-run")
     params = {"video": media_dir / "yongen.mp4", "audio": speech(2.0), "models": tiny_models,
+              "blend": "landmarks",  # the default (parsing, with this folder) runs in its own test
               "video.max_duration": 3.0}  # decode no more of the 10.7 s clip than a test needs
     return run(graph_with_frames(), params, out, cache_dir)
 
@@ -142,7 +143,7 @@ def test_short_video_cycles_backward_and_forward(media_dir, speech, tiny_models,
                                                  tmp_path, caplog):
     from avflow_musetalk.prompts import pingpong
 
-    params = {"video": media_dir / "yongen.mp4", "audio": speech(2.0), "models": tiny_models,
+    params = {"video": media_dir / "yongen.mp4", "audio": speech(2.0), "models": tiny_models, "blend": "landmarks",
               "video.max_duration": 0.6}  # 15 frames for 50 output frames
     with caplog.at_level(logging.INFO, logger="avflow"):
         result = run(graph_with_frames(), params, tmp_path, cache_dir)
@@ -156,7 +157,8 @@ def test_short_video_cycles_backward_and_forward(media_dir, speech, tiny_models,
 
 
 def test_still_portrait(media_dir, speech, tiny_models, cache_dir, tmp_path):
-    params = {"video": media_dir / "yongen.jpeg", "audio": speech(1.2), "models": tiny_models, "fps": 20.0}
+    params = {"video": media_dir / "yongen.jpeg", "audio": speech(1.2), "models": tiny_models, "fps": 20.0,
+              "blend": "landmarks"}
     result = run(GRAPH, params, tmp_path, cache_dir)
     info = probe(result.outputs["video"].path)
     assert (info["width"], info["height"]) == (736, 1308)
@@ -164,14 +166,50 @@ def test_still_portrait(media_dir, speech, tiny_models, cache_dir, tmp_path):
     assert info["audio_s"] == pytest.approx(1.2, abs=0.07)
 
 
+def test_both_blend_modes_and_the_frame_count_at_the_audio_end(media_dir, speech, tiny_models, cache_dir,
+                                                               video_run, tmp_path, caplog):
+    """0.45 s of audio: floor(0.45 x 25) = 11 frames (a 12th, shown until 0.48 s, would outlast
+    it). The same generated faces pasted through MuseTalk's face-parsing mask (the default, as
+    the folder holds face-parse-bisent/) and through the landmark mask: different pixels, both
+    only inside the face boxes, and the parsing mask nothing above the box's centre line but
+    its blur."""
+    from avflow_musetalk.parsing import blur_size, parsing_crop_box
+
+    params = {"video": media_dir / "yongen.mp4", "audio": speech(0.45), "models": tiny_models,
+              "video.max_duration": 1.0}
+    with caplog.at_level(logging.INFO, logger="avflow"):
+        parsing = run(graph_with_frames(), params, tmp_path / "parsing", cache_dir)
+    assert "blend mask: face parsing (jaw)" in caplog.text
+    landmarks = run(graph_with_frames(), {**params, "blend": "landmarks"}, tmp_path / "landmarks", cache_dir)
+    assert probe(parsing.outputs["video"].path)["frames"] == 11
+    sources = source_frames(media_dir / "yongen.mp4", 11)
+    generated = parsing.outputs["generated"]
+    for a, b in zip(generated, landmarks.outputs["generated"], strict=True):
+        np.testing.assert_array_equal(a.face, b.face)
+    assert assert_only_face_changed(parsing.outputs["frames"], generated, sources) == 11
+    assert assert_only_face_changed(landmarks.outputs["frames"], generated, sources) == 11
+    differ = 0
+    for p, q, g in zip(parsing.outputs["frames"], landmarks.outputs["frames"], generated):
+        x1, y1, x2, y2 = g.box
+        crop = parsing_crop_box(g.box)
+        top = (y1 + y2) // 2 - blur_size(0.05, crop[2] - crop[0]) // 2
+        np.testing.assert_array_equal(p.image[:top], g.image[:top])
+        differ += int((p.image != q.image).any())
+    assert differ == 11
+
+
 def test_frames_without_a_face_pass_through_unchanged(tiny_models, cache_dir, tmp_path):
-    """No face anywhere: every frame comes out exactly as it went in (v1 weights, for once)."""
+    """No face anywhere: every frame comes out exactly as it went in (v1 weights, for once).
+    The v1 prompts are zeros outside the audio, as current MuseTalk slices v1 (hand-computed:
+    0.4 s = 20 feature frames; frame 0's window is features -4..5, frame 9's 14..23)."""
     video = write_video(tmp_path / "noface.mp4", synth_video(12, 160, 120), fps=25)
     audio = tmp_path / "tone.wav"
     import soundfile as sf
 
     sf.write(str(audio), synth_audio(0.4, 16000)[0], 16000)
-    result = run(graph_with_frames(), {"video": video, "audio": audio, "models": tiny_models, "version": "v1"},
+    spec = graph_with_frames()
+    spec["outputs"]["prompts"] = "prompts.frames"
+    result = run(spec, {"video": video, "audio": audio, "models": tiny_models, "version": "v1"},
                  tmp_path / "out", cache_dir)
     sources = source_frames(video, 12)
     frames = result.outputs["frames"]
@@ -179,6 +217,11 @@ def test_frames_without_a_face_pass_through_unchanged(tiny_models, cache_dir, tm
     assert all(g.box is None for g in result.outputs["generated"])
     for f, src in zip(frames, sources):
         np.testing.assert_array_equal(f.image, src)
+    layers = 5  # whisper-tiny's hidden states: embeddings + 4 blocks
+    steps = [np.abs(p.prompt.reshape(10, layers, -1)).sum(axis=(1, 2)) > 0 for p in result.outputs["prompts"]]
+    assert steps[0].tolist() == [False] * 4 + [True] * 6
+    assert steps[9].tolist() == [True] * 6 + [False] * 4
+    assert all(s.all() for s in steps[2:8])
 
 
 def test_missing_model_files_are_one_clear_exit_2_error(media_dir, speech, tiny_models, cache_dir, tmp_path):

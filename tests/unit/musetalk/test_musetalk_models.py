@@ -17,6 +17,7 @@ LAYOUT = {
     "musetalkV15/musetalk.json", "musetalkV15/unet.pth", "musetalk/musetalk.json", "musetalk/pytorch_model.bin",
     "sd-vae/config.json", "sd-vae/diffusion_pytorch_model.bin",
     "whisper/config.json", "whisper/pytorch_model.bin", "whisper/preprocessor_config.json",
+    "face-parse-bisent/79999_iter.pth", "face-parse-bisent/resnet18-5c106cde.pth",
 }
 
 
@@ -52,6 +53,14 @@ def test_cli_scaffold_and_check(tmp_path):
     assert "[missing] sd-vae/diffusion_pytorch_model.bin" in check.stdout
     for f in LAYOUT - {"sd-vae/diffusion_pytorch_model.bin"}:
         assert f"[ok]      {f}" in check.stdout
+    # The face parser is listed as the blend node's optional files; without it the folder is complete.
+    blend = check.stdout[check.stdout.index("musetalk.blend"):]
+    assert blend.startswith("musetalk.blend  face-parse-bisent (optional, param 'models')")
+    (tmp_path / "face-parse-bisent" / "79999_iter.pth").unlink()
+    (tmp_path / "sd-vae" / "diffusion_pytorch_model.bin").write_bytes(b"")  # present again
+    check = avflow_cli("models", "--check", tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "[missing] face-parse-bisent/79999_iter.pth" in check.stdout
 
 
 def test_scaffold_files_load_with_the_libraries_own_loaders(tiny_models):

@@ -107,6 +107,14 @@ def test_whisper_features_shape_and_segments(tiny_models):
     assert np.isfinite(out[1].data).all()
 
 
+def test_whisper_features_drop_a_partial_last_frame(tiny_models):
+    """32100 samples: 100 whole feature frames, as MuseTalk keeps floor(n x 50 / 16000)."""
+    audio = synth_audio(2.00625, 16000)
+    assert audio.shape[1] == 32100
+    out = NodeRunner(WhisperFeatures, models=tiny_models).run({"audio": chunks(audio, 16000)})["features"]
+    assert len(out) == 1 and out[0].data.shape[0] == 100 and out[0].meta["n_samples"] == 32100
+
+
 def test_whisper_features_resample_mix_and_fill_gaps(tiny_models):
     stereo = synth_audio(1.0, 8000, channels=2)
     parts = chunks(stereo, 8000, 800)
@@ -160,6 +168,28 @@ def test_vae_unet_chain_and_blend(tiny_models, portrait):
     outside[y1:y2, x1:x2] = False
     np.testing.assert_array_equal(blended[0].image[outside], img[outside])
     assert (blended[0].image[y1:y2, x1:x2] != img[y1:y2, x1:x2]).any()
+
+
+def test_vae_encode_equals_musetalks_contiguous_nchw_input(tiny_models, portrait):
+    """MuseTalk feeds the VAE a contiguous NCHW tensor; a channels-last view of the NHWC crops
+    runs other kernels (1.3e-4 relative on these latents), so the node makes it contiguous."""
+    import cv2
+    import torch
+
+    from avflow_musetalk.loading import load_vae
+    from avflow_musetalk.payloads import CropFrame
+
+    crop = cv2.resize(portrait[60:240, 40:200], (256, 256), interpolation=cv2.INTER_LANCZOS4)
+    item = CropFrame(pts=0, time_base=Fraction(1, 25), image=portrait, box=(40, 60, 200, 240), crop=crop)
+    got = NodeRunner(VaeEncode, models=tiny_models).run({"frames": [item]})["frames"][0].latents
+    vae = load_vae(tiny_models, "cpu", torch.float32)
+    with torch.inference_mode():
+        x = torch.from_numpy(crop.transpose(2, 0, 1).copy())[None].float() / 127.5 - 1.0
+        masked = x.clone()
+        masked[:, :, 128:] = -1.0
+        z = vae.encode(torch.cat([masked, x])).latent_dist.mode() * vae.config.scaling_factor
+    want = torch.cat(z.chunk(2), dim=1)[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
 
 
 def test_blend_without_landmarks_uses_the_box():

@@ -20,20 +20,22 @@ def features(seconds: float) -> np.ndarray:
     return (np.arange(n)[:, None, None] + 1 + np.zeros((1, L, D))).astype(np.float32)
 
 
-def segments(feats: np.ndarray, sizes: list[int] | None = None) -> list[Tensor]:
-    """Features as the Whisper node emits them: in pieces, with the audio length so far."""
+def segments(feats: np.ndarray, sizes: list[int] | None = None, tail: int = 0) -> list[Tensor]:
+    """Features as the Whisper node emits them: in pieces, with the audio length so far
+    (``tail``: samples past the last whole feature frame, which the Whisper node drops)."""
     sizes = sizes or [len(feats)]
     out, start = [], 0
-    for n in sizes:
+    for i, n in enumerate(sizes):
+        extra = tail if i == len(sizes) - 1 else 0
         out.append(Tensor(pts=start, time_base=Fraction(1, 50), name="whisper", data=feats[start:start + n],
-                          meta={"n_samples": (start + n) * 320}))
+                          meta={"n_samples": (start + n) * 320 + extra}))
         start += n
     return out
 
 
-def run(frames, feats, sizes=None, info=None, frames_first=True, **params):
+def run(frames, feats, sizes=None, info=None, frames_first=True, tail=0, **params):
     runner = NodeRunner(AudioPrompts, **params)
-    inputs = {"frames": frames, "features": segments(feats, sizes)}
+    inputs = {"frames": frames, "features": segments(feats, sizes, tail)}
     if not frames_first:
         inputs = {"features": inputs["features"], "frames": frames}
     if info is not None:
@@ -71,16 +73,57 @@ def test_audio_longer_than_video_plays_backward_then_forward(encoded_frames):
 
 
 def test_timeline_starts_at_zero_whatever_the_first_pts(encoded_frames):
-    _, out = run(encoded_frames(30, start_pts=7), features(1.0))
+    _, out = run(encoded_frames(30, start_pts=7), features(1.0), tail=200)
     assert len(out) == 25 and out[0].pts == 0 and out[-1].pts == 24
 
 
-def test_v1_semantics_repeat_edges(encoded_frames):
-    feats = features(1.0)
-    _, out = run(encoded_frames(30), feats, version="v1")
-    np.testing.assert_array_equal(out[0].prompt, audio_prompt(feats, 0, "v1"))
-    assert out[0].prompt[0, 0] == 1  # first feature frame repeated, not zeros
-    assert out[-1].prompt[-1, 0] == 50
+def steps(prompt: np.ndarray) -> list[int]:
+    """Feature frame (1-based, as features() numbers them) of each of a prompt's 10 steps; 0: zeros."""
+    return [int(v) for v in prompt.reshape(10, L, D)[:, 0, 0]]
+
+
+@pytest.mark.parametrize("frames_first", [True, False])
+def test_edges_of_the_audio_and_the_frame_count(frames_first, encoded_frames):
+    """2.00625 s of audio (32100 samples): 100 whole feature frames (the partial 101st is zeros),
+    50 frames at 25 fps (a 51st, shown from 2.00 to 2.04 s, would outlast the audio); v1 and
+    v1.5 alike, zeros outside the audio (hand-computed, as MuseTalk's get_whisper_chunk)."""
+    runner, out = run(encoded_frames(60), features(2.0), tail=100, frames_first=frames_first)
+    assert len(out) == 50
+    assert steps(out[0].prompt) == [0, 0, 0, 0, 1, 2, 3, 4, 5, 6]
+    assert steps(out[1].prompt) == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert steps(out[2].prompt) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert steps(out[48].prompt) == [93, 94, 95, 96, 97, 98, 99, 100, 0, 0]
+    assert steps(out[49].prompt) == [95, 96, 97, 98, 99, 100, 0, 0, 0, 0]
+    assert runner.progress_events[-1] == (50, 50)
+
+
+def test_a_frame_ending_exactly_at_the_audio_end_is_kept(encoded_frames):
+    _, out = run(encoded_frames(60), features(2.04))  # 32640 samples: 51 frames exactly
+    assert len(out) == 51 and steps(out[50].prompt) == [97, 98, 99, 100, 101, 102, 0, 0, 0, 0]
+
+
+def test_frame_count_at_30_fps_and_at_one_frame_a_second(encoded_frames):
+    _, out = run(encoded_frames(40, fps=30), features(1.0), tail=100)  # 1.00625 s
+    assert len(out) == 30  # floor(1.00625 x 30)
+    _, out = run(encoded_frames(3, fps=1), features(2.5))  # a still at 1 fps: frame 2 would end at 3 s
+    assert [f.pts for f in out] == [0, 1]
+
+
+def test_frame_durations_decide_the_last_frame(encoded_frames):
+    """Frames carrying their duration (as decoded ones do) are judged by it."""
+    frames = [advance_duration(f, Fraction(1, 25)) for f in encoded_frames(60)]
+    _, out = run(frames, features(2.0), tail=319)
+    assert len(out) == 50
+
+
+def advance_duration(frame, duration):
+    frame.duration = duration
+    return frame
+
+
+def test_audio_shorter_than_a_frame_is_an_input_error(encoded_frames):
+    with pytest.raises(InputError, match="shorter than one video frame"):
+        run(encoded_frames(3), features(0.02))
 
 
 def test_frames_do_not_wait_in_memory_for_late_audio(encoded_frames):

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from avflow_musetalk.slicer import FeatureWindow, audio_prompt, feature_count, prompt_window, take
+from avflow_musetalk.slicer import FeatureWindow, audio_prompt, feature_count, frame_count, prompt_window, take
 
 N, L, D = 100, 2, 3  # 2 s of audio: 100 feature frames, 2 layers of 3 values
 
@@ -50,19 +50,9 @@ def test_prompt_shape_is_10_frames_times_layers_by_d_model():
     (48, [92, 93, 94, 95, 96, 97, 98, 99, -1, -1]),
     (49, [94, 95, 96, 97, 98, 99, -1, -1, -1, -1]),
 ])
-def test_v15_windows_at_25fps(i, expected):
-    assert frames_of(audio_prompt(features(), t(i), "v15")) == expected
-
-
-@pytest.mark.parametrize("i, expected", [
-    # v1 repeats the first / last feature frame instead of padding with zeros
-    (0, [0, 0, 0, 0, 0, 1, 2, 3, 4, 5]),
-    (1, [0, 0, 0, 1, 2, 3, 4, 5, 6, 7]),
-    (20, [36, 37, 38, 39, 40, 41, 42, 43, 44, 45]),
-    (49, [94, 95, 96, 97, 98, 99, 99, 99, 99, 99]),
-])
-def test_v1_windows_at_25fps(i, expected):
-    assert frames_of(audio_prompt(features(), t(i), "v1")) == expected
+def test_windows_at_25fps(i, expected):
+    """The same for v1 and v1.5: current MuseTalk slices both with zeros outside the audio."""
+    assert frames_of(audio_prompt(features(), t(i))) == expected
 
 
 @pytest.mark.parametrize("i, fps, expected", [
@@ -76,7 +66,7 @@ def test_v1_windows_at_25fps(i, expected):
     (60, 50, [56, 57, 58, 59, 60, 61, 62, 63, 64, 65]),
 ])
 def test_windows_follow_the_frame_time_at_any_fps(i, fps, expected):
-    assert frames_of(audio_prompt(features(), t(i, fps), "v15")) == expected
+    assert frames_of(audio_prompt(features(), t(i, fps))) == expected
 
 
 def test_matches_musetalk_v15_indexing_at_25fps():
@@ -85,7 +75,7 @@ def test_matches_musetalk_v15_indexing_at_25fps():
     padded = np.concatenate([np.zeros((4, L, D), np.float32), feats, np.zeros((12, L, D), np.float32)])
     for i in range(50):
         musetalk = padded[2 * i: 2 * i + 10].reshape(-1, D)
-        np.testing.assert_array_equal(audio_prompt(feats, t(i), "v15"), musetalk)
+        np.testing.assert_array_equal(audio_prompt(feats, t(i)), musetalk)
 
 
 def test_float_times_snap_to_the_intended_frame():
@@ -99,15 +89,37 @@ def test_custom_context():
     assert frames_of(p) == list(range(48, 58))
 
 
-def test_feature_count_covers_partial_frames():
+def test_feature_count_keeps_whole_frames_only():
+    """MuseTalk keeps floor(n x 50 / 16000) feature frames: a partial last one is dropped."""
     assert feature_count(0) == 0
+    assert feature_count(319) == 0
     assert feature_count(320) == 1
-    assert feature_count(321) == 2
+    assert feature_count(321) == 1
+    assert feature_count(32100) == 100
     assert feature_count(16000 * 30) == 1500
 
 
-@pytest.mark.parametrize("version", ["v15", "v1"])
-def test_streaming_window_equals_whole_array(version):
+@pytest.mark.parametrize("n_samples, fps, expected", [
+    (32000, 25, 50),    # 2 s
+    (32100, 25, 50),    # 2.00625 s: a 51st frame would end at 2.04 s, after the audio
+    (32639, 25, 50),    # one sample short of 51 frames
+    (32640, 25, 51),    # 2.04 s exactly
+    (18560, 25, 29),    # 1.16 s: MuseTalk's float product gives 28.999... -> 28; exact here
+    (16100, 30, 30),
+    (16000, Fraction(30000, 1001), 29),  # 1 s at 29.97 fps
+])
+def test_frame_count_is_the_frames_shown_within_the_audio(n_samples, fps, expected):
+    assert frame_count(n_samples, fps) == expected
+
+
+def test_musetalk_float_frame_count_differs_for_a_few_exact_lengths():
+    """Documented in the slicer: math.floor((n / 16000) * 25) loses a frame at 1.16 s."""
+    import math
+
+    assert math.floor((18560 / 16000) * 25) == 28 and frame_count(18560, 25) == 29
+
+
+def test_streaming_window_equals_whole_array():
     """Features arriving in pieces, dropped as windows advance, give the same prompts."""
     feats = features(130)
     win = FeatureWindow()
@@ -122,12 +134,12 @@ def test_streaming_window_equals_whole_array(version):
             start, stop = prompt_window(t(frame))
             if t(frame) * 50 >= 130 or not win.ready(stop):
                 break
-            got.append(win.cut(start, stop, version))
+            got.append(win.cut(start, stop))
             win.drop_before(start)
             frame += 1
     assert frame == 65
     for i, p in enumerate(got):
-        np.testing.assert_array_equal(p, audio_prompt(feats, t(i), version))
+        np.testing.assert_array_equal(p, audio_prompt(feats, t(i)))
 
 
 def test_window_refuses_unknown_and_dropped_features():
@@ -135,9 +147,9 @@ def test_window_refuses_unknown_and_dropped_features():
     win.append(0, features(20))
     assert not win.ready(25)
     with pytest.raises(ValueError, match="not known yet"):
-        win.cut(15, 25, "v15")
+        win.cut(15, 25)
     win.drop_before(10)
     with pytest.raises(ValueError, match="already dropped"):
-        win.cut(4, 14, "v15")
+        win.cut(4, 14)
     with pytest.raises(ValueError, match="in order"):
         win.append(5, features(3))
