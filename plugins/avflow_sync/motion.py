@@ -230,6 +230,7 @@ class MotionScorer(Node):
     def _score_frame(self, pos: int, ext: dict[str, int]) -> tuple[list[Score], list[SyncEvidence]]:
         cfg = self.config
         frame = self._frames[pos - self._base]
+        frame["_pos"] = pos
         ids = [tid for tid, _ in frame["tracks"]]
         if not ids:
             return [], []
@@ -298,10 +299,21 @@ class MotionScorer(Node):
                                 frame_index=frame["index"], value=value, extra=extra))
         return scores, evidence
 
+    def _audio_z(self, pos: int, half: int) -> np.ndarray:
+        """Band amplitudes of frame ``pos`` (absolute) z-scored over the frames within ``half``."""
+        fr = self._frames[pos - self._base]
+        z = fr.get("z")
+        if z is None:
+            lo, hi = max(self._base, pos - half), min(self._audio_done, pos + half + 1)
+            seg = np.stack([f["amp"] for f in self._frames[lo - self._base: hi - self._base]])
+            z = fr["z"] = (fr["amp"] - seg.mean(axis=0)) / np.maximum(seg.std(axis=0), 1e-9)
+        return z
+
     def _evidence(self, frame: dict, visual: np.ndarray, amp: np.ndarray, c: int,
                   ext: dict[str, int]) -> list[SyncEvidence]:
         """Per track: mean over the mouth signals of x(c) * a(c + L) for every offset L, both
-        centred and scaled over the ``window`` around the frame (lips) or around c + L (audio)."""
+        centred and scaled over the ``window`` around the frame (lips) or around c + L (audio:
+        the band amplitudes, each frame's z-score computed once and kept with the frame)."""
         n = visual.shape[0]
         half, k = ext["width"] // 2, ext["offset"]
         lo, hi = max(0, c - half), min(n, c + half + 1)
@@ -315,11 +327,10 @@ class MotionScorer(Node):
         x = (visual[c] - mean) / np.maximum(std, self.config.min_motion)  # (m, S)
         offsets = np.arange(-k, k + 1)
         a = np.full((len(offsets), amp.shape[1]), np.nan)
+        centre = frame["_pos"]
         for j, off in enumerate(offsets):
-            t = c + off
-            if 0 <= t < n:
-                seg = amp[max(0, t - half): min(n, t + half + 1)]
-                a[j] = (amp[t] - seg.mean(axis=0)) / np.maximum(seg.std(axis=0), 1e-6)
+            if 0 <= c + off < n:
+                a[j] = self._audio_z(centre + off, half)
         values = np.einsum("ms,ks->mk", np.nan_to_num(x), np.nan_to_num(a)) / amp.shape[1]
         valid = np.isfinite(a[:, 0])
         dt = self._dt()
