@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from avflow.datasets import build_dataset
+    from avflow_datasets import build_dataset
 
     report = build_dataset("videos/", "data/lmdb", seg_len=100, fps=25)
     print(report.written, report.failed)
@@ -32,8 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from avflow.errors import Cancelled, InputError
-from avflow.io import atomic_path, write_text_atomic
+from avflow import Cancelled, InputError, atomic_path, write_text_atomic
 
 from .graphs import SHARD_NAME, mediapipe_video_graph, npz_video_graph
 from .layout import META_KEY, READERS, LmdbWriter, audio_unit, subject_records
@@ -89,7 +88,7 @@ class _ProgressCounter:
 
 def _graph_and_params(coef_dir: Path | None, video_graph: Path | None, root: Path, fps: float,
                       max_missing_faces: float) -> tuple[Any, dict[str, Any]]:
-    from avflow.graph.load import load_graph
+    from avflow import load_graph
 
     values: dict[str, Any] = {"fps": float(fps), "max_missing_faces": float(max_missing_faces),
                               "videos_root": str(root)}
@@ -172,7 +171,7 @@ def build_dataset(videos: str | Path, output: str | Path, *, seg_len: int = 100,
         results: dict[str, Any] = {}
         interrupted = False
         if todo:
-            from avflow.executors import run_many
+            from avflow import run_many
 
             many = run_many(graph, [str(e.path) for e in todo], input_param="video", params=params,
                             output_root=work / "shards", executor=executor, workers=workers, resume=resume,

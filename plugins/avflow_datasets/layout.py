@@ -34,7 +34,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from avflow.errors import InputError
+from avflow import InputError
 
 from .pickles import dumps, safe_loads
 

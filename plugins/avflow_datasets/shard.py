@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avflow.errors import InputError
-from avflow.io import atomic_path
+from avflow import InputError, atomic_path
 
 from .layout import COEF_KEYS, SAMPLE_RATE, SubjectData, audio_unit
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avflow.io import atomic_path
+from avflow import atomic_path
 
 CACHE_VERSION = 1  # bump when detection results would change for the same frames
 MESH_POINTS = 468

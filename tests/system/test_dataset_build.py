@@ -19,7 +19,7 @@ import torch
 
 import avflow
 from avflow import InputError
-from avflow.datasets import AVClipDataset, build_dataset
+from avflow_datasets import AVClipDataset, build_dataset
 from avflow.testing import synth_audio, synth_video, write_video
 
 COEF_DIMS = {"shape": 100, "exp": 50, "pose": 6}
