@@ -10,7 +10,7 @@ import yaml
 
 from ..errors import GraphValidationError, Issue
 from .spec import GraphSpec, NodeSpec, ParamSpec, PortRef
-from .types import GRAPH_PARAM_TYPES
+from ..params import GRAPH_PARAM_TYPES
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _TOP_KEYS = ("name", "description", "params", "nodes", "outputs")

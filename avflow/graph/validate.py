@@ -20,7 +20,7 @@ from ..node import Node
 from ..payloads import Payload
 from ..registry import Registry
 from .spec import GraphSpec, NodeSpec, PortRef
-from .types import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
+from ..params import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
                     field_required, type_name, types_compatible)
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
