@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import find_graph, internal_error, load_registry, parse_sets, setup_logging
+from .common import find_graph, load_registry, parse_sets, setup_logging
 
 
 @click.command()
@@ -33,7 +33,6 @@ from .common import find_graph, internal_error, load_registry, parse_sets, setup
 def run(graph, sets, output_dir, device, quiet, profile, inputs, input_param, executor, workers, resume,
         ray_address, cpus_per_task, gpus_per_task) -> None:
     """Run GRAPH (a file, or the name of a shipped graph such as 'diarize')."""
-    from ..errors import AvflowError
     from ..graph.load import load_graph
     from ..runtime.runner import Runner, format_profile, write_profile
     from .progress import ProgressDisplay
@@ -59,14 +58,7 @@ def run(graph, sets, output_dir, device, quiet, profile, inputs, input_param, ex
     runner = Runner(spec, overrides, registry=registry, output_dir=output_dir, device=device,
                     progress=display, cli_strings=True)
     try:
-        result = runner.run()
-    except AvflowError:
-        raise
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - anything else is our bug: exit 1 with its message
-        display.close()
-        internal_error(exc)
+        result = runner.run()  # errors reach cli.main's handle_errors: exit 2, 1 or 130
     finally:
         display.close()
     if profile:
