@@ -30,7 +30,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -291,15 +291,3 @@ def read_subjects(env: Any) -> dict[str, str | None]:
                 subjects[subject] = safe_loads(raw, f"LMDB key {sources[subject]!r}")
     return subjects
 
-
-def iter_subject_coefs(env: Any, subject: str) -> Iterator[dict[str, np.ndarray]]:
-    """The coefficient arrays of each clip of a subject, in order (audio is not decoded)."""
-    with env.begin() as txn:
-        meta = safe_loads(txn.get(subject_meta_key(subject)), f"LMDB key '{subject}/metadata'")
-        seg_len = safe_loads(txn.get(META_KEY), "LMDB key 'metadata'")["seg_len"]
-        for i in range(n_clips(int(meta["n_frames"]), int(seg_len))):
-            raw = txn.get(clip_key(subject, i))
-            if raw is None:
-                raise InputError(f"LMDB lacks clip '{subject}/{i:03d}' of '{subject}' "
-                                 f"({meta['n_frames']} frames, seg_len {seg_len})")
-            yield safe_loads(raw, f"LMDB key '{subject}/{i:03d}'")["coef"]
