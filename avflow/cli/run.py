@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from .common import find_graph, load_registry, parse_sets, setup_logging
               help="where outputs go (default: out/<graph name>)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars or info logs")
+@click.option("--verbose", "-v", is_flag=True, help="debug logs, and the native libraries' own log lines "
+              "(MediaPipe, TensorFlow Lite, absl), which are dropped by default")
 @click.option("--profile", is_flag=True, help="print per-node timings and write profile.json")
 @click.option("--inputs", "inputs", default=None, metavar="GLOB|DIR|LIST",
               help="run once per input: a glob, a folder, or a text file with one path per line")
@@ -30,14 +33,23 @@ from .common import find_graph, load_registry, parse_sets, setup_logging
 @click.option("--ray-address", default=None, help="existing Ray cluster (e.g. ray://host:10001 or auto)")
 @click.option("--cpus-per-task", type=float, default=1.0, show_default=True)
 @click.option("--gpus-per-task", type=float, default=0.0, show_default=True)
-def run(graph, sets, output_dir, device, quiet, profile, inputs, input_param, executor, workers, resume,
+def run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input_param, executor, workers, resume,
         ray_address, cpus_per_task, gpus_per_task) -> None:
     """Run GRAPH (a file, or the name of a shipped graph such as 'diarize')."""
+    from ..runtime.native_logs import filter_native_logs
+
+    with contextlib.nullcontext() if verbose else filter_native_logs():
+        _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input_param, executor, workers,
+             resume, ray_address, cpus_per_task, gpus_per_task)
+
+
+def _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input_param, executor, workers,
+         resume, ray_address, cpus_per_task, gpus_per_task) -> None:
     from ..graph.load import load_graph
     from ..runtime.runner import Runner, format_profile, write_profile
     from .progress import ProgressDisplay
 
-    setup_logging(quiet)
+    setup_logging(quiet, verbose)
     registry = load_registry()
     spec = load_graph(find_graph(graph, registry))
     overrides = parse_sets(sets)
