@@ -61,24 +61,24 @@ class FaceCoefs(Node):
     outputs = {"coefs": Port(FaceCoefficients, "per-frame shape/exp/pose")}
 
     def open(self, ctx) -> None:
-        import mediapipe as mp
+        from avflow_faces.models import face_mesh
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=self.config.min_detection_confidence,
-            min_tracking_confidence=self.config.min_tracking_confidence)
+        self._mesh = face_mesh(static=False, max_faces=1,
+                               min_detection_confidence=self.config.min_detection_confidence,
+                               min_tracking_confidence=self.config.min_tracking_confidence)
         self._frames: list[tuple[int, Fraction, int]] = []
         self._geometry: list[Any] = []
 
     def process(self, port: str, item: VideoFrame, ctx) -> None:
-        from .coefs import frame_geometry, to_pixels
+        from avflow_faces.mesh import mesh_points
+
+        from .coefs import frame_geometry
 
         result = self._mesh.process(np.ascontiguousarray(item.image))
-        geometry = None
+        points = None
         if result.multi_face_landmarks:
-            lm = result.multi_face_landmarks[0].landmark
-            pts = np.array([(p.x, p.y, p.z) for p in lm], np.float64)
-            geometry = frame_geometry(to_pixels(pts, item.width, item.height))
+            points = mesh_points(result.multi_face_landmarks[0], item.width, item.height, dtype=np.float64)
+        geometry = None if points is None else frame_geometry(points)
         self._frames.append((item.pts, item.time_base, item.index))
         self._geometry.append(geometry)
         ctx.progress.advance()

@@ -75,3 +75,13 @@ def test_avflow_datasets_is_an_alias_of_the_plugin():
         warnings.simplefilter("always")
         assert avflow.datasets.AVClipDataset is avflow_datasets.AVClipDataset
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+def test_mediapipe_face_models_are_made_in_one_place():
+    """Every FaceMesh / FaceDetection comes from avflow_faces.models (one configuration)."""
+    home = REPO / "plugins" / "avflow_faces" / "models.py"
+    found = [str(p.relative_to(REPO)) for p in sorted((REPO / "plugins").rglob("*.py"))
+             if p != home and str(p.relative_to(REPO)) not in PENDING
+             and ("face_mesh.FaceMesh(" in p.read_text(encoding="utf-8")
+                  or "face_detection.FaceDetection(" in p.read_text(encoding="utf-8"))]
+    assert found == []
