@@ -1,5 +1,6 @@
-"""Deprecated alias of the ``avflow_datasets`` plugin's API, kept because CONTRACTS §8 names
-``avflow.datasets.AVClipDataset``. New code imports the plugin:
+"""Deprecated alias of the ``avflow_datasets`` plugin's API, kept for the code that imports
+``avflow.datasets.AVClipDataset`` (the name the project documented first). New code imports the
+plugin:
 
 .. code-block:: python
 

@@ -53,18 +53,16 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def find_graph(name: str, registry=None) -> Path:
-    """A graph file path, or the name of a graph shipped in ./graphs or by a plugin."""
+def find_graph(name: str, registry) -> Path:
+    """A graph file path, or the name of a graph a plugin ships (``diarize``: from any folder)."""
     p = Path(name)
-    if p.is_file():
-        return p
-    if p.suffix not in (".yaml", ".yml"):
-        dirs = [Path("graphs")] + (list(registry.graph_dirs) if registry is not None else [])
-        for d in dirs:
-            candidate = d / f"{name}.yaml"
-            if candidate.is_file():
-                return candidate
-    return p  # load_graph reports it as not found
+    if p.is_file() or p.suffix in (".yaml", ".yml"):
+        return p  # load_graph reports a missing file
+    found = registry.find_graph(name)
+    if found is None:
+        shipped = ", ".join(sorted(registry.graphs())) or "(none)"
+        raise click.UsageError(f"no graph file or shipped graph named {name!r}; shipped graphs: {shipped}")
+    return found
 
 
 def setup_logging(quiet: bool, verbose: bool = False) -> None:

@@ -1,6 +1,6 @@
 """DiffPoseTalk's HDTF_TFHP LMDB layout: keys, values, clips, and a growing single writer.
 
-The layout (CONTRACTS.md section 8), every value pickled:
+The layout (documented in docs/formats.md, "LMDB dataset"), every value pickled:
 
 ====================================  ===========================================================
 key                                   value
@@ -245,7 +245,7 @@ class SharedReaders:
             st = (path / "data.mdb").stat()
         except OSError:
             raise InputError(f"{path} is not an LMDB dataset folder (no data.mdb); build one with "
-                             "graphs/dataset.yaml") from None
+                             "`avflow run dataset`") from None
         key = (st.st_dev, st.st_ino)
         with self._lock:
             if self._pid != os.getpid():

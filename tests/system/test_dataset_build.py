@@ -1,6 +1,6 @@
 """graphs/dataset.yaml on real clips: build, read back independently, resume, atomicity.
 
-The LMDB is checked with a reader written only from the layout in CONTRACTS.md section 8
+The LMDB is checked with a reader written only from the layout in docs/formats.md ("LMDB dataset")
 (lmdb + pickle + soundfile), not with avflow's own code.
 """
 
