@@ -131,7 +131,7 @@ def run_baseline(video: Path, audio: Path, models: Path, n: int, faces: list | N
     from avflow_musetalk.loading import load_unet, load_vae, load_whisper, resolve_dtype
     from avflow_musetalk.positional import add_positional_encoding
     from avflow_musetalk.slicer import audio_prompt
-    from avflow_musetalk.whisper import SEGMENT_S, encode_segment, resample
+    from avflow_musetalk.nodes.whisper import SEGMENT_S, encode_segment, resample
 
     device = resolve_device(args.device)
     dtype = resolve_dtype("auto", device)

@@ -58,6 +58,14 @@ def audio_unit(fps: float) -> int:
     return int(round(unit))
 
 
+def check_fps(fps: float) -> None:
+    """:func:`audio_unit`'s check as a ValueError, for a node Config's ``__post_init__``."""
+    try:
+        audio_unit(fps)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def subject_meta_key(subject: str) -> bytes:
     return f"{subject}/metadata".encode()
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from avflow import Box, FaceCrop, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from ._common import FrameJoin, check_frame
-from .geometry import crop_region, cut_padded
+from .._common import FrameJoin, check_frame
+from ..geometry import crop_region, cut_padded
 
 
 @dataclass(frozen=True)

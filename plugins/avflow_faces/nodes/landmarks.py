@@ -9,9 +9,9 @@ import numpy as np
 
 from avflow import Box, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from ._common import FrameJoin, check_frame
-from .geometry import clip_box, expand_box, iou_matrix, square_box
-from .mesh import mesh_points
+from .._common import FrameJoin, check_frame
+from ..geometry import clip_box, expand_box, iou_matrix, square_box
+from ..mesh import mesh_points
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class FaceLandmarks(Node):
             self._mesh = None
 
     def _new_mesh(self, static: bool):
-        from .models import face_mesh
+        from ..models import face_mesh
 
         # Two faces in a static crop so that a neighbour cannot hide the track's own face; one in
         # video mode, where the crop is the track's and a wrong face restarts the mesh.

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from avflow import Node, Port, VideoFrame, param
 
-from .geometry import blend_mask, paste_face
-from .payloads import GeneratedFrame
+from ..geometry import blend_mask, paste_face
+from ..payloads import GeneratedFrame
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import numpy as np
 
 from avflow import Box, FaceDetections, Node, NodeContext, Port, VideoFrame, param
 
-from ._common import check_frame
-from .geometry import clip_box, nms
+from .._common import check_frame
+from ..geometry import clip_box, nms
 
 @dataclass(frozen=True)
 class FaceDetectConfig:
@@ -76,7 +76,7 @@ class FaceDetect(Node):
         self._last_size: tuple[int, int] | None = None
 
     def open(self, ctx: NodeContext) -> None:
-        from .models import face_detection
+        from ..models import face_detection
 
         self._detector = face_detection(self.config.model, self.config.min_confidence)
         self._seen = 0
