@@ -16,7 +16,10 @@ PENDING = {"plugins/avflow_sync/motion_eval.py"}
 def _imports(path: Path):
     """``(module, [names])`` of every import in a file (relative imports resolved)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = ".".join(path.relative_to(path.parents[len(path.relative_to(REPO).parts) - 2]).parts[:-1])
+    rel = path.relative_to(REPO)
+    if rel.parts[0] == "plugins":
+        rel = rel.relative_to("plugins")
+    package = ".".join(rel.parts[:-1])
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -24,7 +27,8 @@ def _imports(path: Path):
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                parts = package.split(".")
+                base = parts[: len(parts) - node.level + 1]
                 module = ".".join(base + ([module] if module else []))
             yield module, [a.name for a in node.names]
 
