@@ -196,7 +196,7 @@ def test_npz_build_through_the_graph(media_dir, tmp_path):
 
 # -- atomic and resumable --------------------------------------------------------------------------
 def test_failed_build_leaves_no_dataset_and_resume_skips_written_subjects(media_dir, tmp_path, monkeypatch):
-    import avflow.executors
+    import avflow
     import avflow_datasets.build as build_mod
 
     videos, coefs = _npz_tree(tmp_path, media_dir)
@@ -228,13 +228,13 @@ def test_failed_build_leaves_no_dataset_and_resume_skips_written_subjects(media_
 
     # resumed: subjects already written are skipped, the per-video graph does not run again
     ran = []
-    real = avflow.executors.run_many
+    real = avflow.run_many
 
     def counting(graph, inputs, **k):
         ran.extend(inputs)
         return real(graph, inputs, **k)
 
-    monkeypatch.setattr(avflow.executors, "run_many", counting)
+    monkeypatch.setattr(avflow, "run_many", counting)  # what the build calls
     again = build_dataset(videos, out, **kw)
     assert ran == [] and again.written == [] and sorted(again.skipped) == ["alice/001", "alice/002", "bob/007"]
     assert again.subjects == ["alice/001", "alice/002", "bob/007"]
