@@ -60,6 +60,14 @@ class FrameJoin:
     def pending_frames(self) -> int:
         return len(self._frames)
 
+    def add(self, port: str, item: Any) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        """An item that arrived on ``port`` (the frames port or the tracks one); a frame is
+        checked with :func:`check_frame` first."""
+        if port == self.frames_port:
+            check_frame(item, port)
+            return self.add_frame(item)
+        return self.add_tracks(item)
+
     def add_frame(self, frame: VideoFrame) -> list[tuple[VideoFrame | None, TrackedFaces]]:
         idx = int(frame.index)
         if idx <= self._last_frame:

@@ -10,7 +10,7 @@ import numpy as np
 
 from avflow import Box, FaceCrop, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from .._common import FrameJoin, check_frame
+from .._common import FrameJoin
 from ..geometry import crop_region, cut_padded
 
 
@@ -81,11 +81,7 @@ class FaceCropper(Node):
         return (len(self.join) if self.join else 0) + len(self._buf)
 
     def process(self, port: str, item: Any, ctx: NodeContext):
-        if port == "frames":
-            check_frame(item, "frames")
-            pairs = self.join.add_frame(item)
-        else:
-            pairs = self.join.add_tracks(item)
+        pairs = self.join.add(port, item)
         return {"crops": self._push(pairs, ctx, final=False)}
 
     def finish(self, ctx: NodeContext):

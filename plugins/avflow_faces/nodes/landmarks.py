@@ -9,7 +9,7 @@ import numpy as np
 
 from avflow import Box, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from .._common import FrameJoin, check_frame
+from .._common import FrameJoin
 from ..geometry import clip_box, expand_box, iou_matrix, square_box
 from ..mesh import mesh_points
 
@@ -114,11 +114,7 @@ class FaceLandmarks(Node):
         return face_mesh(static, max_faces=2 if static else 1, min_detection_confidence=self.config.min_confidence)
 
     def process(self, port: str, item: Any, ctx: NodeContext):
-        if port == "frames":
-            check_frame(item, "frames")
-            pairs = self.join.add_frame(item)
-        else:
-            pairs = self.join.add_tracks(item)
+        pairs = self.join.add(port, item)
         return {"tracks": [self._annotate(f, t, ctx) for f, t in pairs]}
 
     def finish(self, ctx: NodeContext):
