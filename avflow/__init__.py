@@ -9,8 +9,12 @@ The public API, for embedding:
     result = avflow.run("graphs/transcode.yaml", {"video": "talk.mp4"}, output_dir="out/")
     print(result.outputs["video"].path)
 
-and for writing plugins: :class:`Node`, :class:`Port`, :func:`param`, :data:`hookimpl` and the
-payload classes in :mod:`avflow.payloads`.
+and for writing plugins: :class:`Node`, :class:`Port`, :func:`param`, :data:`hookimpl`, the
+payload classes in :mod:`avflow.payloads`, :func:`atomic_path` / :func:`write_text_atomic` (outputs
+written atomically) and :func:`resolve_device` (``auto`` -> ``cuda`` or ``cpu``).
+
+Plugins import only the names in ``__all__`` (from ``avflow`` or the module that defines them);
+everything else is internal and may change.
 """
 
 from .executors import collect_inputs, run_many
@@ -20,11 +24,13 @@ from .graph.load import load_graph
 from .graph.spec import GraphSpec
 from .graph.validate import Plan, validate
 from .hookspecs import hookimpl, hookspec
+from .io import atomic_path, write_text_atomic
 from .node import Batch, BatchSpec, ModelFile, ModelScaffold, Node, NodeContext, NoConfig, Port, param
 from .payloads import (AudioChunk, Box, FaceCrop, FaceDetections, FaceTrack, File, MediaInfo, Payload,
                        Record, Score, Tensor, TrackedFaces, VideoFrame)
 from .plugins import get_plugin_manager
 from .registry import Registry
+from .runtime.batching import resolve_device
 from .runtime.runner import ProgressEvent, RunResult, Runner, run
 
 __version__ = "0.1.0"
@@ -34,6 +40,6 @@ __all__ = [
     "FaceTrack", "File", "GraphSpec", "GraphValidationError", "InputError", "Issue", "MediaInfo",
     "ModelError", "ModelFile", "ModelScaffold", "Node", "NodeContext", "NodeError", "NoConfig", "Payload", "Plan",
     "PluginError", "Port", "ProgressEvent", "Record", "Registry", "RunResult", "Runner", "Score",
-    "Tensor", "TrackedFaces", "VideoFrame", "get_plugin_manager", "hookimpl", "hookspec",
-    "collect_inputs", "load_graph", "param", "run", "run_many", "validate",
+    "Tensor", "TrackedFaces", "VideoFrame", "atomic_path", "collect_inputs", "get_plugin_manager", "hookimpl",
+    "hookspec", "load_graph", "param", "resolve_device", "run", "run_many", "validate", "write_text_atomic",
 ]

@@ -1,21 +1,29 @@
-"""Audio-visual training datasets (DiffPoseTalk's HDTF_TFHP LMDB layout).
-
-A thin public re-export of the ``avflow_datasets`` built-in plugin, where the code lives:
+"""Deprecated alias of the ``avflow_datasets`` plugin's API, kept for the code that imports
+``avflow.datasets.AVClipDataset`` (the name the project documented first). New code imports the
+plugin:
 
 .. code-block:: python
 
-    from avflow.datasets import AVClipDataset
+    from avflow_datasets import AVClipDataset
 
-    ds = AVClipDataset("out/dataset/lmdb", "out/dataset/lmdb/train.txt",
-                       coef_stats_file="out/dataset/lmdb/stats_train.npz", n_motions=100)
-    audio_pair, coef_pair, (audio_mean, audio_std) = ds[0]
-
-Build such a dataset with ``avflow run graphs/dataset.yaml --set videos=DIR`` or
-:func:`build_dataset`.
+The framework does not depend on the plugin: importing this module imports nothing; the first
+use of a name imports ``avflow_datasets`` (a :class:`DeprecationWarning`, and an ImportError
+naming the plugin when it is not installed).
 """
 
-from avflow_datasets.build import BuildReport, build_dataset
-from avflow_datasets.pickles import UnsafePickleError, safe_loads
-from avflow_datasets.reader import AVClipDataset
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
 
 __all__ = ["AVClipDataset", "BuildReport", "UnsafePickleError", "build_dataset", "safe_loads"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'avflow.datasets' has no attribute {name!r}")
+    warnings.warn(f"avflow.datasets.{name} is deprecated; use avflow_datasets.{name}", DeprecationWarning,
+                  stacklevel=2)
+    # Looked up by name at run time: a plugin is never a dependency of the framework.
+    return getattr(importlib.import_module("avflow_datasets"), name)

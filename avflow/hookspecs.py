@@ -38,8 +38,9 @@ def avflow_register_nodes() -> "list[type[Node]]":
 def avflow_register_graph_dirs() -> "list[str]":
     """Return folders holding graph files this plugin ships.
 
-    :return: a list of directory paths; ``avflow run NAME`` finds ``NAME.yaml`` in them when
-        ``NAME`` is not a path to an existing file.
+    :return: a list of directory paths; ``avflow run NAME`` (from any folder) and
+        :meth:`avflow.Registry.find_graph` find ``NAME.yaml`` in them when ``NAME`` is neither an
+        existing file nor a ``.yaml`` path. The first folder registered wins a name.
 
     Results of all plugins are concatenated, in registration order.
 

@@ -1,30 +1,53 @@
-"""File helpers shared by nodes: atomic writes."""
+"""Atomic output files, for nodes and plugins (public as :func:`avflow.atomic_path` and
+:func:`avflow.write_text_atomic`).
+
+.. code-block:: python
+
+    from avflow import atomic_path
+
+    with atomic_path(ctx.output_path("scores.npz")) as tmp:
+        np.savez(tmp, scores=scores)        # renamed to scores.npz only if this succeeds
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterator
+
+
+def _create_beside(final: Path) -> Path:
+    """Create an empty, new temporary file next to ``final`` and return its path.
+
+    Opened with mode 0666 so that the kernel applies the process umask, as for any file the
+    user's programs write. (``tempfile.mkstemp`` makes 0600 files; widening them afterwards
+    needs the umask, and reading it with ``os.umask`` briefly sets it to 0 for every thread of
+    the process: a file another node creates in that window would be world-writable.)
+    """
+    for _ in range(100):
+        tmp = final.parent / f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {final}")
 
 
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds.
 
-    The temporary name keeps the suffix (PyAV and matplotlib pick the format from it). A failed
-    or interrupted write removes the temporary file and leaves any previous ``final`` untouched.
+    The temporary name keeps the suffix (PyAV and matplotlib pick the format from it) and starts
+    with a dot. A failed or interrupted write removes the temporary file and leaves any previous
+    ``final`` untouched. The file gets the usual mode under the process umask.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".partial{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp makes the file private (0600); outputs get the usual mode under the umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    tmp_path = _create_beside(final)
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -35,6 +58,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
 
 def write_text_atomic(final: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``final`` through :func:`atomic_path`; returns ``final``."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(final)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
+from .params import describe_config
 from .payloads import Payload
 
 Outputs = Mapping[str, "Payload | Sequence[Payload]"] | None
@@ -265,8 +266,6 @@ class Node:
     @classmethod
     def describe(cls) -> dict[str, Any]:
         """The node's contract as plain data (for ``avflow nodes --json``)."""
-        from .graph.types import describe_config
-
         return {
             "type": cls.type,
             "doc": (cls.__doc__ or "").strip(),

@@ -203,5 +203,3 @@ class File(Payload):
     path: Path
     kind: str = ""  # e.g. "video/mp4", "application/json"
 
-
-ZERO = Fraction(0)

@@ -80,3 +80,17 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    # -- graphs shipped by plugins ----------------------------------------------------------
+    def graphs(self) -> dict[str, Path]:
+        """Every graph the plugins ship (``avflow_register_graph_dirs``): name -> file. The
+        first folder registered wins a name."""
+        found: dict[str, Path] = {}
+        for d in self.graph_dirs:
+            for path in sorted(Path(d).glob("*.yaml")):
+                found.setdefault(path.stem, path)
+        return found
+
+    def find_graph(self, name: str) -> Path | None:
+        """The file of the shipped graph ``name`` (``"diarize"``), or None."""
+        return self.graphs().get(name)

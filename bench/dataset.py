@@ -5,7 +5,7 @@ clips) is read, in the same run, by
 
 - ``baseline``: DiffPoseTalk's ``LmdbDataset`` way: a transaction for the metadata and one for
   the clips of every item, ``pickle.loads`` and a FLAC decode of every clip, nothing reused;
-- ``avflow``: :class:`avflow.datasets.AVClipDataset` (cached lengths, one transaction, restricted
+- ``avflow``: :class:`avflow_datasets.AVClipDataset` (cached lengths, one transaction, restricted
   unpickler, per-worker LRU cache of decoded clips);
 - ``avflow-nocache``: the same with ``cache_mb=0`` (every clip decoded every time).
 
@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import MEDIA, machine  # noqa: E402
 
-from avflow.datasets import AVClipDataset, build_dataset  # noqa: E402
+from avflow_datasets import AVClipDataset, build_dataset  # noqa: E402
 from avflow_datasets.layout import READERS, LmdbWriter, SubjectData, subject_records  # noqa: E402
 from avflow_datasets.pickles import dumps  # noqa: E402
 from avflow_datasets.splits import coef_stats  # noqa: E402

@@ -127,13 +127,13 @@ def run_baseline(video: Path, audio: Path, models: Path, n: int, faces: list | N
     import soundfile as sf
     import torch
 
-    from avflow.runtime.batching import resolve_device
+    from avflow import resolve_device
     from avflow_media.writer import MediaWriter
     from avflow_musetalk.geometry import blend_mask, crop_face, paste_face
     from avflow_musetalk.loading import load_unet, load_vae, load_whisper, resolve_dtype
     from avflow_musetalk.positional import add_positional_encoding
     from avflow_musetalk.slicer import audio_prompt
-    from avflow_musetalk.whisper import SEGMENT_S, encode_segment, resample
+    from avflow_musetalk.nodes.whisper import SEGMENT_S, encode_segment, resample
 
     device = resolve_device(args.device)
     dtype = resolve_dtype("auto", device)
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-baseline", action="store_true")
     args = p.parse_args(argv)
 
-    from avflow.runtime.batching import resolve_device
+    from avflow import resolve_device
 
     device = resolve_device(args.device)
     args.device = device

@@ -11,4 +11,4 @@ video="$1"; shift
 out="out/diarize"
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then out="$1"; shift; fi
 bash scripts/setup.sh
-exec .venv/bin/avflow run graphs/diarize.yaml --set "video=$video" --output-dir "$out" "$@"
+exec .venv/bin/avflow run diarize --set "video=$video" --output-dir "$out" "$@"

@@ -17,25 +17,27 @@ from ..errors import AvflowError
 
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
-    """Print avflow errors cleanly and exit with their status (2 input, 1 internal)."""
+    """Print errors cleanly and exit with their status: an :class:`AvflowError`'s own (2 for
+    usage, graph and input errors), 130 when interrupted, 1 for anything else (our bug)."""
     try:
         yield
     except AvflowError as exc:
         click.echo(f"error: {exc}", err=True)
-        if os.environ.get("AVFLOW_DEBUG"):
-            traceback.print_exc()
+        _debug_traceback()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - anything else is an internal failure: exit 1 with its message
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("(set AVFLOW_DEBUG=1 for the traceback)", err=True)
+        _debug_traceback()
+        sys.exit(1)
 
 
-def internal_error(exc: BaseException) -> None:
-    click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
-    click.echo("(set AVFLOW_DEBUG=1 for the traceback)", err=True)
+def _debug_traceback() -> None:
     if os.environ.get("AVFLOW_DEBUG"):
         traceback.print_exc()
-    sys.exit(1)
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -51,18 +53,16 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def find_graph(name: str, registry=None) -> Path:
-    """A graph file path, or the name of a graph shipped in ./graphs or by a plugin."""
+def find_graph(name: str, registry) -> Path:
+    """A graph file path, or the name of a graph a plugin ships (``diarize``: from any folder)."""
     p = Path(name)
-    if p.is_file():
-        return p
-    if p.suffix not in (".yaml", ".yml"):
-        dirs = [Path("graphs")] + (list(registry.graph_dirs) if registry is not None else [])
-        for d in dirs:
-            candidate = d / f"{name}.yaml"
-            if candidate.is_file():
-                return candidate
-    return p  # load_graph reports it as not found
+    if p.is_file() or p.suffix in (".yaml", ".yml"):
+        return p  # load_graph reports a missing file
+    found = registry.find_graph(name)
+    if found is None:
+        shipped = ", ".join(sorted(registry.graphs())) or "(none)"
+        raise click.UsageError(f"no graph file or shipped graph named {name!r}; shipped graphs: {shipped}")
+    return found
 
 
 def setup_logging(quiet: bool, verbose: bool = False) -> None:

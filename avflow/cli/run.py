@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from .common import find_graph, internal_error, load_registry, parse_sets, setup_logging
+from .common import find_graph, load_registry, parse_sets, setup_logging
 
 
 @click.command()
@@ -19,6 +20,8 @@ from .common import find_graph, internal_error, load_registry, parse_sets, setup
               help="where outputs go (default: out/<graph name>)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars or info logs")
+@click.option("--verbose", "-v", is_flag=True, help="debug logs, and the native libraries' own log lines "
+              "(MediaPipe, TensorFlow Lite, absl), which are dropped by default")
 @click.option("--profile", is_flag=True, help="print per-node timings and write profile.json")
 @click.option("--inputs", "inputs", default=None, metavar="GLOB|DIR|LIST",
               help="run once per input: a glob, a folder, or a text file with one path per line")
@@ -30,15 +33,23 @@ from .common import find_graph, internal_error, load_registry, parse_sets, setup
 @click.option("--ray-address", default=None, help="existing Ray cluster (e.g. ray://host:10001 or auto)")
 @click.option("--cpus-per-task", type=float, default=1.0, show_default=True)
 @click.option("--gpus-per-task", type=float, default=0.0, show_default=True)
-def run(graph, sets, output_dir, device, quiet, profile, inputs, input_param, executor, workers, resume,
+def run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input_param, executor, workers, resume,
         ray_address, cpus_per_task, gpus_per_task) -> None:
     """Run GRAPH (a file, or the name of a shipped graph such as 'diarize')."""
-    from ..errors import AvflowError
+    from ..runtime.native_logs import filter_native_logs
+
+    with contextlib.nullcontext() if verbose else filter_native_logs():
+        _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input_param, executor, workers,
+             resume, ray_address, cpus_per_task, gpus_per_task)
+
+
+def _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input_param, executor, workers,
+         resume, ray_address, cpus_per_task, gpus_per_task) -> None:
     from ..graph.load import load_graph
     from ..runtime.runner import Runner, format_profile, write_profile
     from .progress import ProgressDisplay
 
-    setup_logging(quiet)
+    setup_logging(quiet, verbose)
     registry = load_registry()
     spec = load_graph(find_graph(graph, registry))
     overrides = parse_sets(sets)
@@ -59,14 +70,7 @@ def run(graph, sets, output_dir, device, quiet, profile, inputs, input_param, ex
     runner = Runner(spec, overrides, registry=registry, output_dir=output_dir, device=device,
                     progress=display, cli_strings=True)
     try:
-        result = runner.run()
-    except AvflowError:
-        raise
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - anything else is our bug: exit 1 with its message
-        display.close()
-        internal_error(exc)
+        result = runner.run()  # errors reach cli.main's handle_errors: exit 2, 1 or 130
     finally:
         display.close()
     if profile:

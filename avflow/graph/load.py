@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from ..errors import GraphValidationError, Issue
 from .spec import GraphSpec, NodeSpec, ParamSpec, PortRef
-from .types import GRAPH_PARAM_TYPES
+from ..params import GRAPH_PARAM_TYPES
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _TOP_KEYS = ("name", "description", "params", "nodes", "outputs")
@@ -90,22 +90,7 @@ def load_graph(source: str | Path | dict, *, name: str | None = None) -> GraphSp
     :raises GraphValidationError: with every structural problem found (not yet checked against
         the registered node types: that is :func:`avflow.graph.validate.validate`).
     """
-    file: str | None = None
-    base_dir: str | None = None
-    if isinstance(source, dict):
-        data, issues = source, []
-    else:
-        text: str
-        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
-                                        and source.endswith((".yaml", ".yml"))):
-            path = Path(source)
-            if not path.is_file():
-                raise GraphValidationError([Issue(f"graph file not found: {path}")])
-            file, base_dir = str(path), str(path.resolve().parent)
-            text = path.read_text(encoding="utf-8")
-        else:
-            text = str(source)
-        data, issues = read_yaml(text, file)
+    data, file, base_dir, issues = _read_source(source)
 
     def issue(msg: str, line: int | None = None, **kw) -> None:
         issues.append(Issue(msg, file, line, **kw))
@@ -116,9 +101,33 @@ def load_graph(source: str | Path | dict, *, name: str | None = None) -> GraphSp
     for key in data:
         if key not in _TOP_KEYS:
             issue(f"unknown top-level key '{key}'; valid: {', '.join(_TOP_KEYS)}", _line(data, key))
-
     graph_name = str(data.get("name") or name or (Path(file).stem if file else "graph"))
+    params = _parse_params(data, issue)
+    nodes = _parse_nodes(data, issue)
+    outputs = _parse_outputs(data, issue)
+    if issues:
+        raise GraphValidationError(issues, graph=graph_name)
+    return GraphSpec(name=graph_name, nodes=nodes, params=params, outputs=outputs,
+                     description=str(data.get("description", "") or ""), file=file, base_dir=base_dir)
 
+
+def _read_source(source: str | Path | dict) -> tuple[Any, str | None, str | None, list[Issue]]:
+    """``(data, file, base_dir, issues)`` of a path, a YAML string or a dict."""
+    if isinstance(source, dict):
+        return source, None, None, []
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
+                                    and source.endswith((".yaml", ".yml"))):
+        path = Path(source)
+        if not path.is_file():
+            raise GraphValidationError([Issue(f"graph file not found: {path}")])
+        file = str(path)
+        data, issues = read_yaml(path.read_text(encoding="utf-8"), file)
+        return data, file, str(path.resolve().parent), issues
+    data, issues = read_yaml(str(source), None)
+    return data, None, None, issues
+
+
+def _parse_params(data: dict, issue: Callable[..., None]) -> dict[str, ParamSpec]:
     params: dict[str, ParamSpec] = {}
     raw_params = data.get("params") or {}
     if not isinstance(raw_params, dict):
@@ -147,7 +156,10 @@ def load_graph(source: str | Path | dict, *, name: str | None = None) -> GraphSp
             choices=list(pdef["choices"]) if isinstance(pdef.get("choices"), list) else None,
             line=line,
         )
+    return params
 
+
+def _parse_nodes(data: dict, issue: Callable[..., None]) -> dict[str, NodeSpec]:
     nodes: dict[str, NodeSpec] = {}
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, dict) or not raw_nodes:
@@ -158,47 +170,49 @@ def load_graph(source: str | Path | dict, *, name: str | None = None) -> GraphSp
         line = _line(raw_nodes, node_id)
         if not isinstance(node_id, str) or not _ID.match(node_id):
             issue(f"invalid node id {node_id!r}: use letters, digits, '_' and '-'", line)
-            continue
-        if not isinstance(ndef, dict):
+        elif not isinstance(ndef, dict):
             issue(f"node '{node_id}' must be a mapping with 'type'", line, node=node_id)
-            continue
-        for key in ndef:
-            if key not in _NODE_KEYS:
-                issue(f"unknown key '{key}'; valid: {', '.join(_NODE_KEYS)}", _line(ndef, key), node=node_id)
-        ntype = ndef.get("type")
-        if not isinstance(ntype, str) or not ntype:
-            issue("missing 'type' (the registered node type, see `avflow nodes`)", line, node=node_id)
-            ntype = ""
-        nparams = ndef.get("params") or {}
-        if not isinstance(nparams, dict):
-            issue("'params' must be a mapping", _line(ndef, "params"), node=node_id)
-            nparams = {}
-        ninputs: dict[str, list[PortRef]] = {}
-        input_lines: dict[str, int] = {}
-        raw_inputs = ndef.get("inputs") or {}
-        if not isinstance(raw_inputs, dict):
-            issue("'inputs' must be a mapping of input port -> 'node.port'", _line(ndef, "inputs"), node=node_id)
-            raw_inputs = {}
-        for port, src in raw_inputs.items():
-            pline = _line(raw_inputs, port)
-            input_lines[port] = pline
-            sources = src if isinstance(src, list) else [src]
-            refs = []
-            for s in sources:
-                ref = parse_port_ref(s, pline)
-                if ref is None:
-                    issue(f"input source {s!r} must be written 'node.port'", pline, node=node_id,
-                          node_type=ntype or None, field=port)
-                else:
-                    refs.append(ref)
-            ninputs[port] = refs
-        nodes[node_id] = NodeSpec(
-            id=node_id, type=ntype, params=dict(nparams), inputs=ninputs,
-            doc=str(ndef.get("doc", "") or ""), when=ndef.get("when"), line=line,
-            param_lines={k: _line(nparams, k) for k in nparams},
-            input_lines=input_lines,
-        )
+        else:
+            nodes[node_id] = _parse_node(node_id, ndef, line, issue)
+    return nodes
 
+
+def _parse_node(node_id: str, ndef: dict, line: int | None, issue: Callable[..., None]) -> NodeSpec:
+    for key in ndef:
+        if key not in _NODE_KEYS:
+            issue(f"unknown key '{key}'; valid: {', '.join(_NODE_KEYS)}", _line(ndef, key), node=node_id)
+    ntype = ndef.get("type")
+    if not isinstance(ntype, str) or not ntype:
+        issue("missing 'type' (the registered node type, see `avflow nodes`)", line, node=node_id)
+        ntype = ""
+    nparams = ndef.get("params") or {}
+    if not isinstance(nparams, dict):
+        issue("'params' must be a mapping", _line(ndef, "params"), node=node_id)
+        nparams = {}
+    ninputs: dict[str, list[PortRef]] = {}
+    input_lines: dict[str, int] = {}
+    raw_inputs = ndef.get("inputs") or {}
+    if not isinstance(raw_inputs, dict):
+        issue("'inputs' must be a mapping of input port -> 'node.port'", _line(ndef, "inputs"), node=node_id)
+        raw_inputs = {}
+    for port, src in raw_inputs.items():
+        pline = _line(raw_inputs, port)
+        input_lines[port] = pline
+        refs = []
+        for s in src if isinstance(src, list) else [src]:
+            ref = parse_port_ref(s, pline)
+            if ref is None:
+                issue(f"input source {s!r} must be written 'node.port'", pline, node=node_id,
+                      node_type=ntype or None, field=port)
+            else:
+                refs.append(ref)
+        ninputs[port] = refs
+    return NodeSpec(id=node_id, type=ntype, params=dict(nparams), inputs=ninputs,
+                    doc=str(ndef.get("doc", "") or ""), when=ndef.get("when"), line=line,
+                    param_lines={k: _line(nparams, k) for k in nparams}, input_lines=input_lines)
+
+
+def _parse_outputs(data: dict, issue: Callable[..., None]) -> dict[str, PortRef]:
     outputs: dict[str, PortRef] = {}
     raw_outputs = data.get("outputs") or {}
     if not isinstance(raw_outputs, dict):
@@ -210,8 +224,4 @@ def load_graph(source: str | Path | dict, *, name: str | None = None) -> GraphSp
             issue(f"output '{oname}': {src!r} must be written 'node.port'", _line(raw_outputs, oname))
         else:
             outputs[oname] = ref
-
-    if issues:
-        raise GraphValidationError(issues, graph=graph_name)
-    return GraphSpec(name=graph_name, nodes=nodes, params=params, outputs=outputs,
-                     description=str(data.get("description", "") or ""), file=file, base_dir=base_dir)
+    return outputs

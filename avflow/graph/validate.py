@@ -20,7 +20,7 @@ from ..node import Node
 from ..payloads import Payload
 from ..registry import Registry
 from .spec import GraphSpec, NodeSpec, PortRef
-from .types import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
+from ..params import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
                     field_required, type_name, types_compatible)
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -100,77 +100,110 @@ def validate(
         passes False: it checks the structure of a graph whose inputs come at run time).
     :param cli_strings: override values are raw ``--set`` text, parsed against the declared type.
     """
-    issues: list[Issue] = []
-    file = spec.file
+    v = _Validation(spec, registry, cli_strings)
+    graph_over, node_over = v.split_overrides(overrides or {})
+    v.bind_params(graph_over, require_all)
+    disabled = {node.id for node in spec.nodes.values() if not _enabled(node, spec, v.values, v.issue)}
+    v.build_configs(disabled, node_over)
+    consumers, deps = v.wire(disabled)
+    v.check_outputs(disabled)
+    order = v.sort(deps, disabled)
+    if v.issues:
+        raise GraphValidationError(v.issues, graph=spec.name)
 
-    def issue(msg: str, line: int | None = None, **kw) -> None:
-        issues.append(Issue(msg, file, line, **kw))
+    planned = {}
+    for node_id in order:
+        node = spec.nodes[node_id]
+        inputs = {p: [r for r in refs if r.node not in disabled] for p, refs in node.inputs.items()}
+        planned[node_id] = PlannedNode(
+            id=node_id, spec=node, cls=v.classes[node_id], config=v.configs.get(node_id),
+            inputs={p: r for p, r in inputs.items() if r}, consumers=consumers[node_id])
+    outputs = {name: ref for name, ref in spec.outputs.items() if ref.node not in disabled}
+    return Plan(graph=spec, nodes=planned, params=v.values, outputs=outputs, unbound=v.unbound,
+                disabled=sorted(disabled))
+
+
+class _Validation:
+    """The steps of :func:`validate`, in order; each adds what it finds wrong to ``issues``."""
+
+    def __init__(self, spec: GraphSpec, registry: Registry, cli_strings: bool):
+        self.spec, self.registry, self.cli_strings = spec, registry, cli_strings
+        self.issues: list[Issue] = []
+        self.values: dict[str, Any] = {}  # graph param -> value (or _Unbound)
+        self.unbound: list[str] = []
+        self.classes: dict[str, type[Node]] = {}
+        self.configs: dict[str, Any] = {}
+
+    def issue(self, msg: str, line: int | None = None, **kw) -> None:
+        self.issues.append(Issue(msg, self.spec.file, line, **kw))
 
     # -- overrides ---------------------------------------------------------------------------
-    graph_over: dict[str, Any] = {}
-    node_over: dict[str, dict[str, Any]] = {}
-    for key, value in (overrides or {}).items():
-        if "." in key:
-            node_id, pname = key.split(".", 1)
-            if node_id not in spec.nodes:
-                issue(f"--set {key}: no node '{node_id}'; {_close(node_id, list(spec.nodes))}"
-                      f"nodes: {', '.join(spec.nodes)}")
-                continue
-            node_over.setdefault(node_id, {})[pname] = value
-        elif key in spec.params:
-            graph_over[key] = value
-        else:
-            issue(f"--set {key}: no graph parameter '{key}'; {_close(key, list(spec.params))}"
-                  f"parameters: {', '.join(spec.params) or '(none)'}; use NODE.PARAM for a node parameter")
+    def split_overrides(self, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """``--set`` values: ``(graph param -> value, node id -> {param: value})``."""
+        spec = self.spec
+        graph_over: dict[str, Any] = {}
+        node_over: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if "." in key:
+                node_id, pname = key.split(".", 1)
+                if node_id not in spec.nodes:
+                    self.issue(f"--set {key}: no node '{node_id}'; {_close(node_id, list(spec.nodes))}"
+                               f"nodes: {', '.join(spec.nodes)}")
+                    continue
+                node_over.setdefault(node_id, {})[pname] = value
+            elif key in spec.params:
+                graph_over[key] = value
+            else:
+                self.issue(f"--set {key}: no graph parameter '{key}'; {_close(key, list(spec.params))}"
+                           f"parameters: {', '.join(spec.params) or '(none)'}; use NODE.PARAM for a node parameter")
+        return graph_over, node_over
 
     # -- graph params ------------------------------------------------------------------------
-    values: dict[str, Any] = {}
-    unbound: list[str] = []
-    for p in spec.params.values():
-        tp = GRAPH_PARAM_TYPES[p.type]
-        if p.name in graph_over:
-            value = graph_over[p.name]
-            if cli_strings and isinstance(value, str):
-                value = parse_cli_value(value, tp)
-        elif p.required:
-            if require_all:
-                issue(f"graph parameter '{p.name}' ({p.type}) is required: pass --set {p.name}=VALUE"
-                      + (f" ({p.doc})" if p.doc else ""), p.line, field=p.name)
-            unbound.append(p.name)
-            values[p.name] = _Unbound(p.name)
-            continue
-        else:
-            value = p.default
-        if value is not None:
-            try:
-                value = coerce(value, tp)
-            except ParamTypeError as exc:
-                issue(f"graph parameter '{p.name}': {exc}", p.line, field=p.name)
-                values[p.name] = _Unbound(p.name)  # reported once, not again at every use
+    def bind_params(self, graph_over: dict[str, Any], require_all: bool) -> None:
+        """Give every graph param its value: the override, else the default; typed and checked."""
+        for p in self.spec.params.values():
+            tp = GRAPH_PARAM_TYPES[p.type]
+            if p.name in graph_over:
+                value = graph_over[p.name]
+                if self.cli_strings and isinstance(value, str):
+                    value = parse_cli_value(value, tp)
+            elif p.required:
+                if require_all:
+                    self.issue(f"graph parameter '{p.name}' ({p.type}) is required: pass --set {p.name}=VALUE"
+                               + (f" ({p.doc})" if p.doc else ""), p.line, field=p.name)
+                self.unbound.append(p.name)
+                self.values[p.name] = _Unbound(p.name)
                 continue
-            if p.choices is not None and value not in p.choices:
-                issue(f"graph parameter '{p.name}': expected one of "
-                      f"{', '.join(repr(c) for c in p.choices)}, got {value!r}", p.line, field=p.name)
-        values[p.name] = value
+            else:
+                value = p.default
+            if value is not None:
+                try:
+                    value = coerce(value, tp)
+                except ParamTypeError as exc:
+                    self.issue(f"graph parameter '{p.name}': {exc}", p.line, field=p.name)
+                    self.values[p.name] = _Unbound(p.name)  # reported once, not again at every use
+                    continue
+                if p.choices is not None and value not in p.choices:
+                    self.issue(f"graph parameter '{p.name}': expected one of "
+                               f"{', '.join(repr(c) for c in p.choices)}, got {value!r}", p.line, field=p.name)
+            self.values[p.name] = value
 
-    def substitute(value: Any, line: int | None, where: dict) -> Any:
+    # -- ${param} substitution ---------------------------------------------------------------
+    def substitute(self, value: Any, line: int | None, where: dict) -> Any:
+        """``value`` with its ``${param}`` references replaced (an :class:`_Unbound` if one is)."""
         if isinstance(value, str):
             whole = _REF.fullmatch(value)
             if whole:
                 name = whole.group(1)
-                if name not in spec.params:
-                    issue(f"unknown graph parameter ${{{name}}}; {_close(name, list(spec.params))}"
-                          f"parameters: {', '.join(spec.params) or '(none)'}", line, **where)
+                if not self._known_param(name, line, where):
                     return _Unbound(name)
-                return values.get(name)
+                return self.values.get(name)
 
             def repl(m: re.Match) -> str:
                 name = m.group(1)
-                if name not in spec.params:
-                    issue(f"unknown graph parameter ${{{name}}}; {_close(name, list(spec.params))}"
-                          f"parameters: {', '.join(spec.params) or '(none)'}", line, **where)
+                if not self._known_param(name, line, where):
                     return m.group(0)
-                v = values.get(name)
+                v = self.values.get(name)
                 if isinstance(v, _Unbound):
                     raise _UnboundInString(name)
                 return "" if v is None else str(v)
@@ -180,58 +213,71 @@ def validate(
             except _UnboundInString as exc:
                 return _Unbound(exc.name)
         if isinstance(value, list):
-            return [substitute(v, line, where) for v in value]
+            return [self.substitute(v, line, where) for v in value]
         if isinstance(value, dict):
-            return {k: substitute(v, line, where) for k, v in value.items()}
+            return {k: self.substitute(v, line, where) for k, v in value.items()}
         return value
 
-    disabled = {node.id for node in spec.nodes.values()
-                if not _enabled(node, spec, values, lambda m, line, **kw: issue(m, line, **kw))}
+    def _known_param(self, name: str, line: int | None, where: dict) -> bool:
+        params = self.spec.params
+        if name in params:
+            return True
+        self.issue(f"unknown graph parameter ${{{name}}}; {_close(name, list(params))}"
+                   f"parameters: {', '.join(params) or '(none)'}", line, **where)
+        return False
 
     # -- nodes and their configs -------------------------------------------------------------
-    classes: dict[str, type[Node]] = {}
-    configs: dict[str, Any] = {}
-    for node in spec.nodes.values():
-        cls = registry.get(node.type) if node.type else None
-        if node.id in disabled and cls is not None:
-            continue  # its type exists; its params and wiring do not matter in this run
-        if cls is None:
-            if node.type:
-                matches = registry.close_matches(node.type)
-                hint = (f"did you mean {', '.join(repr(m) for m in matches)}?" if matches
-                        else "see `avflow nodes` for the registered types")
-                issue(f"unknown node type '{node.type}'; {hint}", node.line, node=node.id)
-            continue
-        classes[node.id] = cls
+    def build_configs(self, disabled: set[str], node_over: dict[str, dict[str, Any]]) -> None:
+        """Resolve every node's type and build its config (into ``classes`` and ``configs``)."""
+        for node in self.spec.nodes.values():
+            cls = self.registry.get(node.type) if node.type else None
+            if node.id in disabled and cls is not None:
+                continue  # its type exists; its params and wiring do not matter in this run
+            if cls is None:
+                if node.type:
+                    matches = self.registry.close_matches(node.type)
+                    hint = (f"did you mean {', '.join(repr(m) for m in matches)}?" if matches
+                            else "see `avflow nodes` for the registered types")
+                    self.issue(f"unknown node type '{node.type}'; {hint}", node.line, node=node.id)
+                continue
+            self.classes[node.id] = cls
+            kwargs = self._node_params(node, cls, node_over.get(node.id, {}))
+            if kwargs is not None:
+                try:
+                    self.configs[node.id] = cls.Config(**kwargs)
+                except (TypeError, ValueError) as exc:  # a Config's own __post_init__ checks
+                    self.issue(f"invalid parameters: {exc}", node.line, node=node.id, node_type=node.type)
+
+    def _node_params(self, node: NodeSpec, cls: type[Node], overrides: dict[str, Any]) -> dict[str, Any] | None:
+        """The typed keyword arguments of a node's Config; None if any is wrong or unbound."""
         where = {"node": node.id, "node_type": node.type}
         fields = config_fields(cls.Config)
         raw = dict(node.params)
-        raw_lines = dict(node.param_lines)
-        for pname, value in node_over.get(node.id, {}).items():
+        for pname, value in overrides.items():
             if pname not in fields:
-                issue(f"--set {node.id}.{pname}: no parameter '{pname}'; {_close(pname, list(fields))}"
-                      f"valid: {', '.join(fields) or '(none)'}", node.line, field=pname, **where)
+                self.issue(f"--set {node.id}.{pname}: no parameter '{pname}'; {_close(pname, list(fields))}"
+                           f"valid: {', '.join(fields) or '(none)'}", node.line, field=pname, **where)
                 continue
-            if cli_strings and isinstance(value, str):
+            if self.cli_strings and isinstance(value, str):
                 value = parse_cli_value(value, fields[pname][1])
             raw[pname] = value
         kwargs: dict[str, Any] = {}
         complete = True
         for pname, value in raw.items():
-            line = raw_lines.get(pname, node.line)
+            line = node.param_lines.get(pname, node.line)
             if pname not in fields:
-                issue(f"unknown parameter '{pname}'; {_close(pname, list(fields))}"
-                      f"valid: {', '.join(fields) or '(none)'}", line, field=pname, **where)
+                self.issue(f"unknown parameter '{pname}'; {_close(pname, list(fields))}"
+                           f"valid: {', '.join(fields) or '(none)'}", line, field=pname, **where)
                 complete = False
                 continue
             f, tp = fields[pname]
-            value = substitute(value, line, {**where, "field": pname})
+            value = self.substitute(value, line, {**where, "field": pname})
             if isinstance(value, _Unbound):
                 complete = False
-                gp = spec.params.get(value.param)
+                gp = self.spec.params.get(value.param)
                 if gp is not None and not types_compatible(GRAPH_PARAM_TYPES[gp.type], tp):
-                    issue(f"graph parameter '{gp.name}' is {gp.type} but this parameter expects "
-                          f"{type_name(tp)}", line, field=pname, **where)
+                    self.issue(f"graph parameter '{gp.name}' is {gp.type} but this parameter expects "
+                               f"{type_name(tp)}", line, field=pname, **where)
                 continue
             if value is None and not field_required(f) and _accepts_none(tp):
                 kwargs[pname] = None
@@ -239,116 +285,119 @@ def validate(
             try:
                 value = coerce(value, tp)
             except ParamTypeError as exc:
-                issue(str(exc), line, field=pname, **where)
+                self.issue(str(exc), line, field=pname, **where)
                 complete = False
                 continue
             problem = check_bounds(value, f)
             if problem:
-                issue(problem, line, field=pname, **where)
+                self.issue(problem, line, field=pname, **where)
                 complete = False
                 continue
             kwargs[pname] = value
         for pname, (f, tp) in fields.items():
             if field_required(f) and pname not in raw:
                 doc = (f.metadata or {}).get("doc", "")
-                issue(f"missing required parameter '{pname}' ({type_name(tp)})"
-                      + (f": {doc}" if doc else ""), node.line, field=pname, **where)
+                self.issue(f"missing required parameter '{pname}' ({type_name(tp)})"
+                           + (f": {doc}" if doc else ""), node.line, field=pname, **where)
                 complete = False
-        if complete:
-            try:
-                configs[node.id] = cls.Config(**kwargs)
-            except (TypeError, ValueError) as exc:  # a Config's own __post_init__ checks
-                issue(f"invalid parameters: {exc}", node.line, **where)
+        return kwargs if complete else None
 
     # -- wiring ------------------------------------------------------------------------------
-    consumers: dict[str, dict[str, list[tuple[str, str]]]] = {n: {} for n in spec.nodes}
-    deps: dict[str, set[str]] = {n: set() for n in spec.nodes if n not in disabled}
-    for node in spec.nodes.values():
-        cls = classes.get(node.id)
-        if cls is None or node.id in disabled:
-            continue
-        where = {"node": node.id, "node_type": node.type}
-        for port, all_refs in node.inputs.items():
-            line = node.input_lines.get(port, node.line)
-            refs = [r for r in all_refs if r.node not in disabled]
-            if not refs:
-                continue  # every source is disabled by its `when`: the port is unconnected
-            in_port = cls.inputs.get(port)
-            if in_port is None:
-                issue(f"no input port '{port}'; {_close(port, list(cls.inputs))}"
-                      f"inputs: {', '.join(cls.inputs) or '(none)'}", line, field=port, **where)
+    def wire(self, disabled: set[str]) -> tuple[dict[str, dict[str, list[tuple[str, str]]]], dict[str, set[str]]]:
+        """Check every input's sources: ``(node -> out port -> [(consumer, in port)], node -> upstream)``."""
+        spec = self.spec
+        consumers: dict[str, dict[str, list[tuple[str, str]]]] = {n: {} for n in spec.nodes}
+        deps: dict[str, set[str]] = {n: set() for n in spec.nodes if n not in disabled}
+        for node in spec.nodes.values():
+            cls = self.classes.get(node.id)
+            if cls is None or node.id in disabled:
                 continue
-            if len(refs) > 1 and not in_port.many:
-                issue(f"input fed {len(refs)} times ({', '.join(map(str, refs))}); "
-                      "this port takes exactly one source", line, field=port, **where)
-            seen = set()
-            for ref in refs:
-                if str(ref) in seen:
-                    issue(f"input fed twice by {ref}", line, field=port, **where)
-                seen.add(str(ref))
-                src_cls = classes.get(ref.node)
-                if ref.node not in spec.nodes:
-                    issue(f"no node '{ref.node}' (source {ref}); {_close(ref.node, list(spec.nodes))}"
-                          f"nodes: {', '.join(spec.nodes)}", line, field=port, **where)
-                    continue
-                if src_cls is None:
-                    continue  # its unknown type is already reported
-                out_port = src_cls.outputs.get(ref.port)
-                if out_port is None:
-                    issue(f"no output '{ref.port}' on '{ref.node}'; {_close(ref.port, list(src_cls.outputs))}"
-                          f"have: {', '.join(src_cls.outputs) or '(none)'}", line, field=port, **where)
-                    continue
-                # An output typed as the base Payload is untyped (pass-through nodes); its items
-                # are checked against this port at run time.
-                if out_port.kind is not Payload and not issubclass(out_port.kind, in_port.kind):
-                    issue(f"type mismatch: {ref} gives {out_port.kind.__name__} but this input takes "
-                          f"{in_port.kind.__name__}", line, field=port, **where)
-                    continue
-                consumers[ref.node].setdefault(ref.port, []).append((node.id, port))
-                deps[node.id].add(ref.node)
+            for port, all_refs in node.inputs.items():
+                refs = [r for r in all_refs if r.node not in disabled]
+                if refs:  # else every source is disabled by its `when`: the port is unconnected
+                    for ref in self._input_sources(node, cls, port, refs):
+                        consumers[ref.node].setdefault(ref.port, []).append((node.id, port))
+                        deps[node.id].add(ref.node)
+            self._check_required_inputs(node, cls, disabled)
+        return consumers, deps
+
+    def _input_sources(self, node: NodeSpec, cls: type[Node], port: str, refs: list[PortRef]) -> list[PortRef]:
+        """The sources of one input port that exist and fit it (the others are reported)."""
+        where = {"node": node.id, "node_type": node.type, "field": port}
+        line = node.input_lines.get(port, node.line)
+        in_port = cls.inputs.get(port)
+        if in_port is None:
+            self.issue(f"no input port '{port}'; {_close(port, list(cls.inputs))}"
+                       f"inputs: {', '.join(cls.inputs) or '(none)'}", line, **where)
+            return []
+        if len(refs) > 1 and not in_port.many:
+            self.issue(f"input fed {len(refs)} times ({', '.join(map(str, refs))}); "
+                       "this port takes exactly one source", line, **where)
+        good, seen = [], set()
+        for ref in refs:
+            if str(ref) in seen:
+                self.issue(f"input fed twice by {ref}", line, **where)
+            seen.add(str(ref))
+            src_cls = self.classes.get(ref.node)
+            if ref.node not in self.spec.nodes:
+                self.issue(f"no node '{ref.node}' (source {ref}); {_close(ref.node, list(self.spec.nodes))}"
+                           f"nodes: {', '.join(self.spec.nodes)}", line, **where)
+                continue
+            if src_cls is None:
+                continue  # its unknown type is already reported
+            out_port = src_cls.outputs.get(ref.port)
+            if out_port is None:
+                self.issue(f"no output '{ref.port}' on '{ref.node}'; {_close(ref.port, list(src_cls.outputs))}"
+                           f"have: {', '.join(src_cls.outputs) or '(none)'}", line, **where)
+                continue
+            # An output typed as the base Payload is untyped (pass-through nodes); its items
+            # are checked against this port at run time.
+            if out_port.kind is not Payload and not issubclass(out_port.kind, in_port.kind):
+                self.issue(f"type mismatch: {ref} gives {out_port.kind.__name__} but this input takes "
+                           f"{in_port.kind.__name__}", line, **where)
+                continue
+            good.append(ref)
+        return good
+
+    def _check_required_inputs(self, node: NodeSpec, cls: type[Node], disabled: set[str]) -> None:
+        where = {"node": node.id, "node_type": node.type}
         for port, p in cls.inputs.items():
             fed = [r for r in node.inputs.get(port, []) if r.node not in disabled]
-            if not p.optional and not fed:
-                if node.inputs.get(port):
-                    issue(f"required input '{port}' ({p.kind.__name__}) has no enabled source: "
-                          f"{', '.join(map(str, node.inputs[port]))} are disabled by their 'when'",
-                          node.line, field=port, **where)
-                    continue
-                issue(f"required input '{port}' ({p.kind.__name__}) is not connected"
-                      + (f": {p.doc}" if p.doc else ""), node.line, field=port, **where)
+            if p.optional or fed:
+                continue
+            if node.inputs.get(port):
+                self.issue(f"required input '{port}' ({p.kind.__name__}) has no enabled source: "
+                           f"{', '.join(map(str, node.inputs[port]))} are disabled by their 'when'",
+                           node.line, field=port, **where)
+            else:
+                self.issue(f"required input '{port}' ({p.kind.__name__}) is not connected"
+                           + (f": {p.doc}" if p.doc else ""), node.line, field=port, **where)
 
-    for oname, ref in spec.outputs.items():
-        if ref.node in disabled:
-            continue
-        src_cls = classes.get(ref.node)
-        if ref.node not in spec.nodes:
-            issue(f"output '{oname}': no node '{ref.node}'; {_close(ref.node, list(spec.nodes))}"
-                  f"nodes: {', '.join(spec.nodes)}", ref.line)
-        elif src_cls is not None and ref.port not in src_cls.outputs:
-            issue(f"output '{oname}': no output '{ref.port}' on '{ref.node}'; "
-                  f"have: {', '.join(src_cls.outputs) or '(none)'}", ref.line)
+    # -- outputs -----------------------------------------------------------------------------
+    def check_outputs(self, disabled: set[str]) -> None:
+        spec = self.spec
+        for oname, ref in spec.outputs.items():
+            if ref.node in disabled:
+                continue
+            src_cls = self.classes.get(ref.node)
+            if ref.node not in spec.nodes:
+                self.issue(f"output '{oname}': no node '{ref.node}'; {_close(ref.node, list(spec.nodes))}"
+                           f"nodes: {', '.join(spec.nodes)}", ref.line)
+            elif src_cls is not None and ref.port not in src_cls.outputs:
+                self.issue(f"output '{oname}': no output '{ref.port}' on '{ref.node}'; "
+                           f"have: {', '.join(src_cls.outputs) or '(none)'}", ref.line)
 
-    order = _toposort(deps)
-    if order is None:
+    # -- topological order -------------------------------------------------------------------
+    def sort(self, deps: dict[str, set[str]], disabled: set[str]) -> list[str]:
+        """The enabled nodes, upstream first; each cycle is reported with its nodes."""
+        order = _toposort(deps)
+        if order is not None:
+            return order
         for cycle in _cycles(deps):
-            first = spec.nodes[cycle[0]]
-            issue("cycle: " + " -> ".join(cycle + [cycle[0]]) + "; graphs must be acyclic",
-                  first.line, node=cycle[0])
-        order = [n for n in spec.nodes if n not in disabled]
-
-    if issues:
-        raise GraphValidationError(issues, graph=spec.name)
-
-    planned = {}
-    for node_id in order:
-        node = spec.nodes[node_id]
-        inputs = {p: [r for r in refs if r.node not in disabled] for p, refs in node.inputs.items()}
-        planned[node_id] = PlannedNode(
-            id=node_id, spec=node, cls=classes[node_id], config=configs.get(node_id),
-            inputs={p: r for p, r in inputs.items() if r}, consumers=consumers[node_id])
-    outputs = {name: ref for name, ref in spec.outputs.items() if ref.node not in disabled}
-    return Plan(graph=spec, nodes=planned, params=values, outputs=outputs, unbound=unbound,
-                disabled=sorted(disabled))
+            first = self.spec.nodes[cycle[0]]
+            self.issue("cycle: " + " -> ".join(cycle + [cycle[0]]) + "; graphs must be acyclic",
+                       first.line, node=cycle[0])
+        return [n for n in self.spec.nodes if n not in disabled]
 
 
 _WHEN = re.compile(r"^\s*\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*(?:(==|!=)\s*(.*?))?\s*$")

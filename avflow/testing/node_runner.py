@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..graph.types import coerce, config_fields
+from ..params import coerce, config_fields
 from ..node import Node, NodeContext, Progress
 from ..payloads import Payload
 from ..runtime.batching import collate

@@ -2,13 +2,13 @@
 
 .. code-block:: python
 
-    from avflow.datasets import build_dataset
+    from avflow_datasets import build_dataset
 
     report = build_dataset("videos/", "data/lmdb", seg_len=100, fps=25)
     print(report.written, report.failed)
 
 Steps: find the videos and name their subjects (:mod:`.naming`); run the per-video graph
-(:mod:`.graphs`) over the videos not yet in the dataset with ``avflow.executors.run_many``, each
+(the shipped graph ``dataset_video``, or ``dataset_video_npz`` with ``coef_dir``) over the videos not yet in the dataset with ``avflow.executors.run_many``, each
 writing ``shard.npz`` into its own folder; write each successful shard as one LMDB transaction
 (:mod:`.layout`); then ``keys.txt``, the person splits and ``stats_train.npz`` (:mod:`.splits`).
 
@@ -32,14 +32,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from avflow.errors import Cancelled, InputError
-from avflow.io import atomic_path, write_text_atomic
+from avflow import Cancelled, InputError, atomic_path, write_text_atomic
 
-from .graphs import SHARD_NAME, mediapipe_video_graph, npz_video_graph
 from .layout import META_KEY, READERS, LmdbWriter, audio_unit, subject_records
 from .naming import VideoEntry, assign_keys, find_videos
 from .pickles import dumps
-from .shard import read_shard
+from .shard import SHARD_NAME, read_shard
 from .splits import SPLIT_NAMES, check_ratios, coef_stats, split_by_person
 
 _LOG = logging.getLogger("avflow.datasets")
@@ -88,8 +86,8 @@ class _ProgressCounter:
 
 
 def _graph_and_params(coef_dir: Path | None, video_graph: Path | None, root: Path, fps: float,
-                      max_missing_faces: float) -> tuple[Any, dict[str, Any]]:
-    from avflow.graph.load import load_graph
+                      max_missing_faces: float) -> tuple[Path, dict[str, Any]]:
+    from avflow import load_graph
 
     values: dict[str, Any] = {"fps": float(fps), "max_missing_faces": float(max_missing_faces),
                               "videos_root": str(root)}
@@ -97,13 +95,22 @@ def _graph_and_params(coef_dir: Path | None, video_graph: Path | None, root: Pat
         if not Path(coef_dir).is_dir():
             raise InputError(f"coef_dir {coef_dir} is not a folder (expected <relative video path>.npz files)")
         values["coef_dir"] = str(Path(coef_dir).resolve())
-    if video_graph is not None:
-        graph: Any = str(video_graph)
-        declared = load_graph(graph).params
-    else:
-        graph = npz_video_graph() if coef_dir is not None else mediapipe_video_graph()
-        declared = load_graph(graph).params
+    graph = video_graph if video_graph is not None else _shipped_graph(
+        "dataset_video_npz" if coef_dir is not None else "dataset_video")
+    declared = load_graph(graph).params
     return graph, {k: v for k, v in values.items() if k in declared}
+
+
+def _shipped_graph(name: str) -> Path:
+    """A per-video graph shipped by a plugin (``avflow_workloads``: ``dataset_video.yaml``)."""
+    from avflow import Registry
+
+    registry = Registry.default()
+    path = registry.find_graph(name)
+    if path is None:
+        raise InputError(f"no shipped graph '{name}' (from the avflow_workloads plugin; registered graph "
+                         f"folders: {', '.join(map(str, registry.graph_dirs)) or 'none'}); pass video_graph")
+    return path
 
 
 def build_dataset(videos: str | Path, output: str | Path, *, seg_len: int = 100, fps: float = 25.0,
@@ -172,7 +179,7 @@ def build_dataset(videos: str | Path, output: str | Path, *, seg_len: int = 100,
         results: dict[str, Any] = {}
         interrupted = False
         if todo:
-            from avflow.executors import run_many
+            from avflow import run_many
 
             many = run_many(graph, [str(e.path) for e in todo], input_param="video", params=params,
                             output_root=work / "shards", executor=executor, workers=workers, resume=resume,

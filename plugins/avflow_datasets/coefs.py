@@ -38,18 +38,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avflow_faces.mesh import (BROW_MIDDLE, CHEEK_EDGE, CHIN, EYE_INNER, EYE_OUTER, EYELID_LEFT, EYELID_RIGHT,
+                               FACE_OVAL, FOREHEAD, INNER_LIP_BOTTOM, INNER_LIP_TOP, LOWER_LIP_SIDE,
+                               MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT, NOSE_BRIDGE, NOSE_TIP, OUTER_LIP_BOTTOM,
+                               OUTER_LIP_TOP, SUBNASALE, UPPER_LIP_SIDE, inter_ocular)
+
 SHAPE_DIM, EXP_DIM, POSE_DIM = 100, 50, 6
 
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-SHAPE_LANDMARKS = FACE_OVAL + (33, 133, 362, 263, 1, 2, 98, 327, 168, 6, 61, 291, 0, 17)
-EXP_LANDMARKS = (61, 291, 0, 17, 13, 14, 39, 269, 181, 405, 159, 145, 386, 374, 105, 334)
-X_PAIRS = ((33, 263), (133, 362), (234, 454))
-UP_FROM, UP_TO = 2, 10
-ORIGIN = 168
-IOD = (33, 263)
-JAW_PIVOT = (234, 454)
-CHIN = 152
+MOUTH_CORNERS = (MOUTH_CORNER_RIGHT, MOUTH_CORNER_LEFT)
+#: Nose wings (98, 327) and the nose ridge point below the bridge (6): shape only.
+_NOSE_WINGS, _NOSE_RIDGE = (98, 327), 6
+SHAPE_LANDMARKS = FACE_OVAL + (EYE_OUTER[0], EYE_INNER[0], EYE_INNER[1], EYE_OUTER[1], NOSE_TIP, SUBNASALE,
+                               *_NOSE_WINGS, NOSE_BRIDGE, _NOSE_RIDGE, *MOUTH_CORNERS, OUTER_LIP_TOP,
+                               OUTER_LIP_BOTTOM)
+EXP_LANDMARKS = (*MOUTH_CORNERS, OUTER_LIP_TOP, OUTER_LIP_BOTTOM, INNER_LIP_TOP, INNER_LIP_BOTTOM, *UPPER_LIP_SIDE,
+                 *LOWER_LIP_SIDE, *EYELID_RIGHT, *EYELID_LEFT, *BROW_MIDDLE)
+X_PAIRS = (EYE_OUTER, EYE_INNER, CHEEK_EDGE)
+UP_FROM, UP_TO = SUBNASALE, FOREHEAD
+ORIGIN = NOSE_BRIDGE
+JAW_PIVOT = CHEEK_EDGE
 
 #: Landmarks kept per frame (head coordinates), in this order.
 TRACKED = tuple(sorted(set(SHAPE_LANDMARKS) | set(EXP_LANDMARKS) | {CHIN, *JAW_PIVOT}))
@@ -66,11 +73,6 @@ class FrameGeometry:
 
     rotation: np.ndarray  # (3,) axis-angle, camera frame (y up, z toward the viewer)
     points: np.ndarray  # (len(TRACKED), 3) head coordinates
-
-
-def to_pixels(normalized: np.ndarray, width: int, height: int) -> np.ndarray:
-    """MediaPipe normalised landmarks (N, 3) -> pixels, z on the x scale (as MediaPipe defines it)."""
-    return np.asarray(normalized, np.float64) * np.array([width, height, width], np.float64)
 
 
 def head_frame(p: np.ndarray) -> np.ndarray:
@@ -94,7 +96,7 @@ def rotation_to_axis_angle(r: np.ndarray) -> np.ndarray:
 def frame_geometry(p: np.ndarray) -> FrameGeometry:
     """Head rotation and head coordinates of the tracked landmarks for one frame (pixels)."""
     r = head_frame(p)
-    iod = float(np.linalg.norm(p[IOD[1]] - p[IOD[0]]))
+    iod = inter_ocular(p, dims=3)
     pts = (p[list(TRACKED)] - p[ORIGIN]) @ r / max(iod, 1e-9)
     return FrameGeometry(rotation_to_axis_angle(_FLIP @ r), pts.astype(np.float32))
 
@@ -136,8 +138,8 @@ def coefficients(rotations: np.ndarray, points: np.ndarray) -> dict[str, np.ndar
     shape = np.broadcast_to(neutral[col, :2].reshape(-1), (n, SHAPE_DIM))
     ecol = [_COL[i] for i in EXP_LANDMARKS]
     disp = (points[:, ecol] - neutral[ecol]).reshape(n, -1)
-    opening = np.linalg.norm(points[:, _COL[13]] - points[:, _COL[14]], axis=1)
-    width = np.linalg.norm(points[:, _COL[61]] - points[:, _COL[291]], axis=1)
+    opening = np.linalg.norm(points[:, _COL[INNER_LIP_TOP]] - points[:, _COL[INNER_LIP_BOTTOM]], axis=1)
+    width = np.linalg.norm(points[:, _COL[MOUTH_CORNER_RIGHT]] - points[:, _COL[MOUTH_CORNER_LEFT]], axis=1)
     exp = np.concatenate([disp, opening[:, None], width[:, None]], axis=1)
     pivot = (points[:, _COL[JAW_PIVOT[0]]] + points[:, _COL[JAW_PIVOT[1]]]) / 2
     jaw_vec = points[:, _COL[CHIN]] - pivot

@@ -1,6 +1,6 @@
 """DiffPoseTalk's HDTF_TFHP LMDB layout: keys, values, clips, and a growing single writer.
 
-The layout (CONTRACTS.md section 8), every value pickled:
+The layout (documented in docs/formats.md, "LMDB dataset"), every value pickled:
 
 ====================================  ===========================================================
 key                                   value
@@ -30,11 +30,11 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from avflow.errors import InputError
+from avflow import InputError
 
 from .pickles import dumps, safe_loads
 
@@ -56,6 +56,14 @@ def audio_unit(fps: float) -> int:
         raise InputError(f"fps={fps:g} does not divide {SAMPLE_RATE}: each frame must own a whole number of "
                          f"16 kHz samples (valid: 25, 50, 20, 40, 16, 32, 10, ...)")
     return int(round(unit))
+
+
+def check_fps(fps: float) -> None:
+    """:func:`audio_unit`'s check as a ValueError, for a node Config's ``__post_init__``."""
+    try:
+        audio_unit(fps)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def subject_meta_key(subject: str) -> bytes:
@@ -245,7 +253,7 @@ class SharedReaders:
             st = (path / "data.mdb").stat()
         except OSError:
             raise InputError(f"{path} is not an LMDB dataset folder (no data.mdb); build one with "
-                             "graphs/dataset.yaml") from None
+                             "`avflow run dataset`") from None
         key = (st.st_dev, st.st_ino)
         with self._lock:
             if self._pid != os.getpid():
@@ -291,15 +299,3 @@ def read_subjects(env: Any) -> dict[str, str | None]:
                 subjects[subject] = safe_loads(raw, f"LMDB key {sources[subject]!r}")
     return subjects
 
-
-def iter_subject_coefs(env: Any, subject: str) -> Iterator[dict[str, np.ndarray]]:
-    """The coefficient arrays of each clip of a subject, in order (audio is not decoded)."""
-    with env.begin() as txn:
-        meta = safe_loads(txn.get(subject_meta_key(subject)), f"LMDB key '{subject}/metadata'")
-        seg_len = safe_loads(txn.get(META_KEY), "LMDB key 'metadata'")["seg_len"]
-        for i in range(n_clips(int(meta["n_frames"]), int(seg_len))):
-            raw = txn.get(clip_key(subject, i))
-            if raw is None:
-                raise InputError(f"LMDB lacks clip '{subject}/{i:03d}' of '{subject}' "
-                                 f"({meta['n_frames']} frames, seg_len {seg_len})")
-            yield safe_loads(raw, f"LMDB key '{subject}/{i:03d}'")["coef"]

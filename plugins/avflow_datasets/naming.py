@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from avflow.errors import InputError
+from avflow import InputError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".ts")
 _NUMBERED = re.compile(r"^(?P<person>.+)_(?P<num>\d+)$")

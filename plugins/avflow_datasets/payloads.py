@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avflow.payloads import Payload
+from avflow import Payload
 
 
 @dataclass

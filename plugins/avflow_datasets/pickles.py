@@ -14,7 +14,7 @@ import io
 import pickle
 from typing import Any
 
-from avflow.errors import InputError
+from avflow import InputError
 
 #: (module, name) globals a data pickle may reference. Both numpy 1.x (``numpy.core``) and
 #: numpy 2.x (``numpy._core``) spellings, since the LMDB may come from either.

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils import data
 
-from avflow.errors import InputError
+from avflow import InputError
 
 from .layout import COEF_KEYS, META_KEY, READERS, clip_key, decode_flac, decode_flac_range, subject_meta_key
 from .pickles import safe_loads

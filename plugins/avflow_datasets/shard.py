@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from avflow.errors import InputError
-from avflow.io import atomic_path
+from avflow import InputError, atomic_path
 
 from .layout import COEF_KEYS, SAMPLE_RATE, SubjectData, audio_unit
 
+#: The file the per-video graphs write (``datasets.shard_writer``'s ``path``) and the build reads.
+SHARD_NAME = "shard.npz"
 SHARD_KEYS = (*COEF_KEYS, "face_found", "audio", "sample_rate", "fps", "n_frames")
 
 

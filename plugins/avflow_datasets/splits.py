@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from avflow.errors import InputError
+from avflow import InputError
 
 from .layout import COEF_KEYS, META_KEY, clip_key, n_clips, subject_meta_key
 from .pickles import safe_loads

@@ -1,21 +1,27 @@
 """avflow built-in plugin: face nodes (registered through the avflow.plugins entry point).
 
+Nodes (one module each in :mod:`.nodes`):
+
 - ``faces.detect``: MediaPipe face detection (short- or full-range model).
 - ``faces.track``: IoU tracker (one-to-one matching, gap interpolation, short-track removal,
   scene cuts); the tracking core is :class:`avflow_faces.tracker.IoUTracker`.
-- ``faces.landmarks``: MediaPipe Face Mesh per tracked face; lip indices in :mod:`avflow_faces.mesh`.
+- ``faces.landmarks``: MediaPipe Face Mesh per tracked face.
 - ``faces.crop``: square face crops resized for a scorer (96x96, lower half for SyncNet).
 
-Box geometry shared by them is in :mod:`avflow_faces.geometry`. MediaPipe, OpenCV and SciPy are
-imported only when a node opens or runs, so listing or validating graphs stays fast.
+Shared by them and by the other plugins: :mod:`avflow_faces.mesh` (the face-mesh vocabulary:
+landmark indices, distances, MediaPipe results as pixel arrays), :mod:`avflow_faces.models` (the
+one factory of MediaPipe FaceDetection and FaceMesh objects), :mod:`avflow_faces.geometry` (box
+geometry) and :class:`avflow_faces._common.FrameJoin` (frames meet their tracks). MediaPipe,
+OpenCV and SciPy are imported only when a node opens or runs, so listing or validating graphs
+stays fast.
 """
 
 from avflow import hookimpl
 
-from .crop import FaceCropper
-from .detect import FaceDetect
-from .landmarks import FaceLandmarks
-from .track import FaceTracker
+from .nodes.crop import FaceCropper
+from .nodes.detect import FaceDetect
+from .nodes.landmarks import FaceLandmarks
+from .nodes.track import FaceTracker
 
 __all__ = ["FaceCropper", "FaceDetect", "FaceLandmarks", "FaceTracker"]
 

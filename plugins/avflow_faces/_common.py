@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
@@ -33,11 +34,19 @@ class FrameJoin:
     already arrived) is returned with ``None``; frames no TrackedFaces will ever ask for are
     dropped. At most ``max_pending`` frames are held; more means the two streams do not belong
     together (or one stalls), which raises an InputError instead of filling memory.
+
+    Every pair returned is checked: a frame whose size is not the one its TrackedFaces were made
+    for is an InputError (the ports carry different videos), and the first TrackedFaces with
+    faces but no frame is logged once on ``logger``, saying ``on_missing`` ("its faces are not
+    cropped").
     """
 
-    def __init__(self, max_pending: int, frames_port: str = "frames", tracks_port: str = "tracks"):
+    def __init__(self, max_pending: int, frames_port: str = "frames", tracks_port: str = "tracks", *,
+                 logger: logging.Logger | None = None, on_missing: str = "its faces are skipped"):
         self.max_pending = int(max_pending)
         self.frames_port, self.tracks_port = frames_port, tracks_port
+        self.logger, self.on_missing = logger, on_missing
+        self._warned = False
         self._frames: dict[int, VideoFrame] = {}
         self._tracks: deque[TrackedFaces] = deque()  # waiting for their frame, in arrival order
         self._last_frame = -1  # highest frame index received
@@ -50,6 +59,14 @@ class FrameJoin:
     @property
     def pending_frames(self) -> int:
         return len(self._frames)
+
+    def add(self, port: str, item: Any) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        """An item that arrived on ``port`` (the frames port or the tracks one); a frame is
+        checked with :func:`check_frame` first."""
+        if port == self.frames_port:
+            check_frame(item, port)
+            return self.add_frame(item)
+        return self.add_tracks(item)
 
     def add_frame(self, frame: VideoFrame) -> list[tuple[VideoFrame | None, TrackedFaces]]:
         idx = int(frame.index)
@@ -87,7 +104,7 @@ class FrameJoin:
         self._tracks.clear()
         self.frames_dropped += len(self._frames)
         self._frames.clear()
-        return out
+        return self._checked(out)
 
     def _drain(self) -> list[tuple[VideoFrame | None, TrackedFaces]]:
         out = []
@@ -106,4 +123,16 @@ class FrameJoin:
             for idx in [i for i in self._frames if i < done]:
                 del self._frames[idx]
                 self.frames_dropped += 1
-        return out
+        return self._checked(out)
+
+    def _checked(self, pairs: list[tuple[VideoFrame | None, TrackedFaces]]) -> list[tuple[VideoFrame | None, TrackedFaces]]:
+        for frame, tracks in pairs:
+            if frame is None:
+                if tracks.faces and not self._warned and self.logger is not None:
+                    self.logger.warning("no frame %d on the %s port: %s", tracks.frame_index, self.frames_port,
+                                        self.on_missing)
+                    self._warned = True
+            elif (frame.width, frame.height) != (tracks.width, tracks.height):
+                raise InputError(f"frame {frame.index} is {frame.width}x{frame.height} but its tracks are for "
+                                 f"{tracks.width}x{tracks.height}: connect the frames the tracks were made from")
+        return pairs

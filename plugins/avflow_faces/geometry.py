@@ -86,17 +86,22 @@ def interpolate_gap(a: Box, b: Box, n: int) -> list[Box]:
     return [lerp_box(a, b, (k + 1) / (n + 1)) for k in range(n)]
 
 
+def _pairwise_areas(a: Sequence[Box], b: Sequence[Box]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(intersection (len(a), len(b)), area of each a, area of each b)``."""
+    A = np.array([[x.x, x.y, x.x + x.w, x.y + x.h] for x in a], np.float64).reshape(-1, 4)
+    B = np.array([[x.x, x.y, x.x + x.w, x.y + x.h] for x in b], np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(A[:, None, 2], B[None, :, 2]) - np.maximum(A[:, None, 0], B[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(A[:, None, 3], B[None, :, 3]) - np.maximum(A[:, None, 1], B[None, :, 1]), 0, None)
+    area_a = (A[:, 2] - A[:, 0]) * (A[:, 3] - A[:, 1])
+    area_b = (B[:, 2] - B[:, 0]) * (B[:, 3] - B[:, 1])
+    return ix * iy, area_a, area_b
+
+
 def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
     """Pairwise IoU, shape ``(len(a), len(b))``."""
     if not a or not b:
         return np.zeros((len(a), len(b)), np.float64)
-    A = np.array([[x.x, x.y, x.x + x.w, x.y + x.h] for x in a], np.float64)
-    B = np.array([[x.x, x.y, x.x + x.w, x.y + x.h] for x in b], np.float64)
-    ix = np.clip(np.minimum(A[:, None, 2], B[None, :, 2]) - np.maximum(A[:, None, 0], B[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(A[:, None, 3], B[None, :, 3]) - np.maximum(A[:, None, 1], B[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = (A[:, 2] - A[:, 0]) * (A[:, 3] - A[:, 1])
-    area_b = (B[:, 2] - B[:, 0]) * (B[:, 3] - B[:, 1])
+    inter, area_a, area_b = _pairwise_areas(a, b)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
@@ -105,14 +110,9 @@ def overlap_min_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
     """Pairwise intersection over the smaller box's area (1.0 when one box holds the other)."""
     if not a or not b:
         return np.zeros((len(a), len(b)), np.float64)
-    A = np.array([[x.x, x.y, x.x + x.w, x.y + x.h] for x in a], np.float64)
-    B = np.array([[x.x, x.y, x.x + x.w, x.y + x.h] for x in b], np.float64)
-    ix = np.clip(np.minimum(A[:, None, 2], B[None, :, 2]) - np.maximum(A[:, None, 0], B[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(A[:, None, 3], B[None, :, 3]) - np.maximum(A[:, None, 1], B[None, :, 1]), 0, None)
-    area_a = (A[:, 2] - A[:, 0]) * (A[:, 3] - A[:, 1])
-    area_b = (B[:, 2] - B[:, 0]) * (B[:, 3] - B[:, 1])
+    inter, area_a, area_b = _pairwise_areas(a, b)
     smaller = np.minimum(area_a[:, None], area_b[None, :])
-    return np.where(smaller > 0, ix * iy / np.maximum(smaller, 1e-12), 0.0)
+    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
 
 
 def nms(boxes: Sequence[Box], iou_threshold: float = 0.3, contain_threshold: float = 0.7) -> list[Box]:

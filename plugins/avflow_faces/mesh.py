@@ -1,11 +1,15 @@
-"""MediaPipe Face Mesh landmark indices (468-point topology) and mouth measures built on them.
+"""The face-mesh vocabulary: MediaPipe Face Mesh landmark indices (468-point topology), the
+distances built on them, and the conversion of MediaPipe's results to pixel arrays.
 
 ``faces.landmarks`` fills ``FaceTrack.landmarks`` with a ``(468, 3)`` float32 array in pixels of
-the frame (z on the same scale as x, negative towards the camera). Other plugins index it with
-the constants below, e.g. the mouth opening of one face::
+the frame (z on the same scale as x, negative towards the camera). Every plugin indexes it with
+the constants below rather than with its own numbers, e.g. the mouth opening of one face::
 
-    from avflow_faces.mesh import mouth_opening
+    from avflow_faces.mesh import inter_ocular, mouth_opening
     value = mouth_opening(face.landmarks)      # 0 when closed, ~0.3-0.6 wide open
+    scale = inter_ocular(face.landmarks)       # pixels between the outer eye corners
+
+The MediaPipe objects themselves come from :mod:`avflow_faces.models`.
 
 The contours come from ``mediapipe.solutions.face_mesh.FACEMESH_LIPS``, ordered from the
 subject's right mouth corner (image left, index 61 outer / 78 inner) to the left one (291 / 308).
@@ -47,14 +51,51 @@ LIPS = tuple(sorted(set(OUTER_LIP) | set(INNER_LIP)))
 #: Outer eye corners (subject's right, subject's left), a scale reference independent of the mouth.
 EYE_OUTER_RIGHT = 33
 EYE_OUTER_LEFT = 263
+EYE_OUTER = (EYE_OUTER_RIGHT, EYE_OUTER_LEFT)
+#: Inner eye corners (subject's right, subject's left).
+EYE_INNER = (133, 362)
+#: Eyelid middles: right upper, right lower, left upper, left lower.
+EYELID_RIGHT = (159, 145)
+EYELID_LEFT = (386, 374)
+#: Brow middles (subject's right, subject's left).
+BROW_MIDDLE = (105, 334)
+#: Cheek edges of the face oval at eye height (subject's right, subject's left).
+CHEEK_EDGE = (234, 454)
+#: Upper and lower lip sides between the corners and the middle (right, left).
+UPPER_LIP_SIDE = (39, 269)
+LOWER_LIP_SIDE = (181, 405)
 NOSE_TIP = 1
+#: Subnasale, where the nose meets the upper lip.
+SUBNASALE = 2
+#: Between the eyes, on the nose bridge.
+NOSE_BRIDGE = 168
+FOREHEAD = 10
 CHIN = 152
+#: Face oval, clockwise in the image from the forehead (10).
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+
+
+def mesh_points(landmarks, width: float, height: float, n: int = N_LANDMARKS,
+                dtype: type = np.float32) -> np.ndarray | None:
+    """One MediaPipe face's normalised landmarks as an ``(n, 3)`` float32 array in pixels of a
+    ``width`` x ``height`` image (z on the x scale, as MediaPipe defines it), or None if the
+    result has fewer than ``n`` points.
+
+    :param landmarks: a ``NormalizedLandmarkList`` (``result.multi_face_landmarks[i]``).
+    """
+    points = landmarks.landmark
+    if len(points) < n:
+        return None
+    xyz = np.array([(p.x, p.y, p.z) for p in points[:n]], dtype)
+    return xyz * np.array([width, height, width], dtype)
 
 
 def mouth_opening(landmarks: np.ndarray) -> float:
     """Inner-lip gap (13 to 14) divided by the mouth width (61 to 291), in the image plane.
 
-    Scale-free, so faces of different sizes compare; about 0 when the lips touch.
+    Scale-free, so faces of different sizes compare; about 0 when the lips touch. (The mouth
+    opening of ``datasets.face_coefs`` is the same gap in head units: over :func:`inter_ocular`.)
     """
     lm = np.asarray(landmarks, np.float64)[:, :2]
     width = float(np.linalg.norm(lm[MOUTH_CORNER_LEFT] - lm[MOUTH_CORNER_RIGHT]))
@@ -62,15 +103,8 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     return gap / width if width > 0 else 0.0
 
 
-def mouth_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
-    """``(x, y, w, h)`` in the landmarks' pixels of the outer lip contour."""
-    pts = np.asarray(landmarks, np.float64)[list(OUTER_LIP), :2]
-    x0, y0 = pts.min(axis=0)
-    x1, y1 = pts.max(axis=0)
-    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
-
-
-def inter_ocular(landmarks: np.ndarray) -> float:
-    """Distance between the outer eye corners (33 to 263), a face scale in pixels."""
-    lm = np.asarray(landmarks, np.float64)[:, :2]
+def inter_ocular(landmarks: np.ndarray, dims: int = 2) -> float:
+    """Distance between the outer eye corners (33 to 263), the face scale that does not move with
+    the mouth: in the image plane (``dims=2``) or in 3-D (``dims=3``, z on the x scale)."""
+    lm = np.asarray(landmarks, np.float64)[:, :dims]
     return float(np.linalg.norm(lm[EYE_OUTER_LEFT] - lm[EYE_OUTER_RIGHT]))

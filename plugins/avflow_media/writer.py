@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avflow.io import atomic_path
+from avflow import atomic_path
 
 _FINE_TB = Fraction(1, 90000)  # for variable-frame-rate output: timestamps kept to 1/90000 s
 

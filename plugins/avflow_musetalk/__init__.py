@@ -1,10 +1,15 @@
 """avflow built-in plugin: MuseTalk-style lip-sync generation (v1 and v1.5), as graph nodes.
 
-``graphs/lipsync.yaml`` wires them::
+The shipped graph ``lipsync`` wires them::
 
     media.decode (video) -> musetalk.face_region -> musetalk.crop -> musetalk.vae_encode ─┐
     media.decode (audio) -> musetalk.whisper_features ───────────> musetalk.audio_prompts ┘
         -> musetalk.unet -> musetalk.vae_decode -> musetalk.blend -> media.mux (+ audio)
+
+Node classes are in :mod:`.nodes` (``face``: ``musetalk.face_region`` and ``musetalk.crop``;
+``vae``: ``musetalk.vae_encode`` and ``musetalk.vae_decode``; ``whisper``:
+``musetalk.whisper_features``; ``prompts``: ``musetalk.audio_prompts``; ``unet``:
+``musetalk.unet``; ``blend``: ``musetalk.blend``).
 
 Pure modules (no node code, heavy imports inside functions): :mod:`.layout` (model folder),
 :mod:`.loading` (checked weight loading), :mod:`.scaffold` (random-weight folders),
@@ -15,12 +20,12 @@ face-parsing blend mask), :mod:`.facemesh` (MediaPipe + cache), :mod:`.store` (f
 
 from avflow import ModelScaffold, hookimpl
 
-from .blend import Blend
-from .face import Crop, FaceRegion
-from .prompts import AudioPrompts
-from .unet import UNetGenerator
-from .vae import VaeDecode, VaeEncode
-from .whisper import WhisperFeatures
+from .nodes.blend import Blend
+from .nodes.face import Crop, FaceRegion
+from .nodes.prompts import AudioPrompts
+from .nodes.unet import UNetGenerator
+from .nodes.vae import VaeDecode, VaeEncode
+from .nodes.whisper import WhisperFeatures
 
 NODES = [FaceRegion, Crop, VaeEncode, WhisperFeatures, AudioPrompts, UNetGenerator, VaeDecode, Blend]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avflow.io import atomic_path
+from avflow import atomic_path
+from avflow_faces.mesh import N_LANDMARKS, mesh_points
 
 CACHE_VERSION = 1  # bump when detection results would change for the same frames
-MESH_POINTS = 468
 _MESH_INPUT_MAX = 384  # crops larger than this are scaled down for the mesh (it runs at 192 px)
 
 
@@ -42,12 +42,10 @@ class FaceMesher:
     """Largest face of a frame: detection box and 468 mesh points (RGB uint8 input)."""
 
     def __init__(self, min_confidence: float = 0.5, full_range: bool = True):
-        import mediapipe as mp
+        from avflow_faces.models import face_detection, face_mesh
 
-        self._det = mp.solutions.face_detection.FaceDetection(
-            model_selection=1 if full_range else 0, min_detection_confidence=min_confidence)
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=0.3)
+        self._det = face_detection("full" if full_range else "short", min_confidence)
+        self._mesh = face_mesh(static=True, max_faces=1, min_detection_confidence=0.3)
 
     def __call__(self, image: np.ndarray) -> FaceResult:
         h, w = image.shape[:2]
@@ -84,9 +82,10 @@ class FaceMesher:
         if not res.multi_face_landmarks:
             return None
         n = crop.shape[0]
-        pts = np.array([(p.x * n, p.y * n) for p in res.multi_face_landmarks[0].landmark[:MESH_POINTS]],
-                       np.float32)
-        pts = pts / scale + (ox, oy)
+        pts = mesh_points(res.multi_face_landmarks[0], n, n)
+        if pts is None:
+            return None
+        pts = pts[:, :2] / scale + (ox, oy)
         # The mesh must describe the detected face: its centre inside the detection box.
         mx, my = pts.mean(axis=0)
         if not (det[0] <= mx <= det[2] and det[1] <= my <= det[3]):
@@ -151,7 +150,7 @@ class FaceCache:
             return None
         n = len(self._hashes)
         det = np.full((n, 5), np.nan, np.float32)
-        mesh = np.full((n, MESH_POINTS, 2), np.nan, np.float32)
+        mesh = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
         for i, r in enumerate(self._results):
             if r is not None and r.detection is not None:
                 det[i] = r.detection

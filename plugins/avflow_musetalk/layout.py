@@ -44,7 +44,6 @@ class LayoutFile:
         return None
 
 
-UNET_DIRS = {"v15": "musetalkV15", "v1": "musetalk"}
 UNET_FILES = {
     "v15": (
         LayoutFile("musetalkV15/musetalk.json", "MuseTalk v1.5 UNet config (diffusers UNet2DConditionModel JSON)"),

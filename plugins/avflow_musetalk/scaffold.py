@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from avflow.io import atomic_path, write_text_atomic
+from avflow import atomic_path, write_text_atomic
 
 UNET_FULL: dict[str, Any] = {
     "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", "act_fn": "silu",

@@ -1,6 +1,6 @@
 """graphs/dataset.yaml on real clips: build, read back independently, resume, atomicity.
 
-The LMDB is checked with a reader written only from the layout in CONTRACTS.md section 8
+The LMDB is checked with a reader written only from the layout in docs/formats.md ("LMDB dataset")
 (lmdb + pickle + soundfile), not with avflow's own code.
 """
 
@@ -19,7 +19,7 @@ import torch
 
 import avflow
 from avflow import InputError
-from avflow.datasets import AVClipDataset, build_dataset
+from avflow_datasets import AVClipDataset, build_dataset
 from avflow.testing import synth_audio, synth_video, write_video
 
 COEF_DIMS = {"shape": 100, "exp": 50, "pose": 6}
@@ -196,7 +196,7 @@ def test_npz_build_through_the_graph(media_dir, tmp_path):
 
 # -- atomic and resumable --------------------------------------------------------------------------
 def test_failed_build_leaves_no_dataset_and_resume_skips_written_subjects(media_dir, tmp_path, monkeypatch):
-    import avflow.executors
+    import avflow
     import avflow_datasets.build as build_mod
 
     videos, coefs = _npz_tree(tmp_path, media_dir)
@@ -228,13 +228,13 @@ def test_failed_build_leaves_no_dataset_and_resume_skips_written_subjects(media_
 
     # resumed: subjects already written are skipped, the per-video graph does not run again
     ran = []
-    real = avflow.executors.run_many
+    real = avflow.run_many
 
     def counting(graph, inputs, **k):
         ran.extend(inputs)
         return real(graph, inputs, **k)
 
-    monkeypatch.setattr(avflow.executors, "run_many", counting)
+    monkeypatch.setattr(avflow, "run_many", counting)  # what the build calls
     again = build_dataset(videos, out, **kw)
     assert ran == [] and again.written == [] and sorted(again.skipped) == ["alice/001", "alice/002", "bob/007"]
     assert again.subjects == ["alice/001", "alice/002", "bob/007"]

@@ -141,7 +141,7 @@ def test_pixels_outside_the_face_boxes_are_unchanged(video_run, media_dir):
 
 def test_short_video_cycles_backward_and_forward(media_dir, speech, tiny_models, cache_dir, video_run,
                                                  tmp_path, caplog):
-    from avflow_musetalk.prompts import pingpong
+    from avflow_musetalk.nodes.prompts import pingpong
 
     params = {"video": media_dir / "yongen.mp4", "audio": speech(2.0), "models": tiny_models, "blend": "landmarks",
               "video.max_duration": 0.6}  # 15 frames for 50 output frames

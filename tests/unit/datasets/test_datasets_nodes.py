@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,6 @@ import pytest
 import avflow
 from avflow import AudioChunk, GraphValidationError, InputError, VideoFrame
 from avflow.testing import NodeRunner, synth_video
-from avflow_datasets.graphs import mediapipe_video_graph, npz_video_graph
 from avflow_datasets.nodes import FaceCoefs, NpzCoefs, ShardWriter
 from avflow_datasets.payloads import FaceCoefficients
 
@@ -36,20 +36,23 @@ def test_registered_through_the_entry_point():
         assert "Ports:" in registry.get(t).__doc__ and "Example::" in registry.get(t).__doc__
 
 
-def test_graph_files_match_the_built_in_graphs(repo_dir):
+def test_dataset_graph_checks_fps_and_splits():
     registry = avflow.Registry.default()
-    for file, built_in in (("dataset_video.yaml", mediapipe_video_graph()),
-                           ("dataset_video_npz.yaml", npz_video_graph())):
-        assert avflow.load_graph(repo_dir / "graphs" / file).to_dict() == avflow.load_graph(built_in).to_dict()
-        avflow.validate(avflow.load_graph(built_in), registry, require_all=False)
-    plan = avflow.validate(avflow.load_graph(repo_dir / "graphs" / "dataset.yaml"), registry, {"videos": "v/"})
+    graph = avflow.load_graph(registry.find_graph("dataset"))
+    plan = avflow.validate(graph, registry, {"videos": "v/"})
     assert plan.order == ["build"]
     with pytest.raises(GraphValidationError, match="16000"):
-        avflow.validate(avflow.load_graph(repo_dir / "graphs" / "dataset.yaml"), registry,
-                        {"videos": "v/", "fps": 30.0})
+        avflow.validate(graph, registry, {"videos": "v/", "fps": 30.0})
     with pytest.raises(GraphValidationError, match="splits"):
-        avflow.validate(avflow.load_graph(repo_dir / "graphs" / "dataset.yaml"), registry,
-                        {"videos": "v/", "splits": [0.5, 0.1]})
+        avflow.validate(graph, registry, {"videos": "v/", "splits": [0.5, 0.1]})
+
+
+def test_the_build_runs_the_shipped_per_video_graphs():
+    from avflow_datasets.build import _graph_and_params
+
+    registry = avflow.Registry.default()
+    graph, params = _graph_and_params(None, None, Path("."), 25.0, 0.2)
+    assert graph == registry.find_graph("dataset_video") and params == {"fps": 25.0, "max_missing_faces": 0.2}
 
 
 def test_shard_writer_aligns_audio_by_timestamps(tmp_path):

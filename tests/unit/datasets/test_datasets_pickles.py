@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avflow import InputError
-from avflow.datasets import AVClipDataset, UnsafePickleError, safe_loads
+from avflow_datasets import AVClipDataset, UnsafePickleError, safe_loads
 
 
 class _MakesDirectory:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from avflow import InputError
-from avflow.datasets import AVClipDataset
+from avflow_datasets import AVClipDataset
 
 SEG = 10
 N_MOTIONS = 7  # a crop is 14 frames

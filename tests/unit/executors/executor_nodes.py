@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from avflow import File, InputError, Node, Port, Registry, param
-from avflow.io import atomic_path
+from avflow import File, InputError, Node, Port, Registry, atomic_path, param
 
 
 @dataclass(frozen=True)

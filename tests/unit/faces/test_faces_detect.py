@@ -12,7 +12,7 @@ import pytest
 from avflow import FaceDetections, InputError, VideoFrame
 from avflow.testing import NodeRunner
 from avflow_faces import FaceDetect
-from avflow_faces.detect import split_windows
+from avflow_faces.nodes.detect import split_windows
 
 
 def _inside(box, w, h):

@@ -9,7 +9,7 @@ import pytest
 
 from avflow import InputError, MediaInfo, Tensor
 from avflow.testing import NodeRunner
-from avflow_musetalk.prompts import AudioPrompts, pingpong
+from avflow_musetalk.nodes.prompts import AudioPrompts, pingpong
 from avflow_musetalk.slicer import audio_prompt
 
 L, D = 5, 4

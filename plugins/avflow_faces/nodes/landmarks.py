@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from avflow import Box, InputError, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
+from avflow import Box, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from ._common import FrameJoin, check_frame
-from .geometry import clip_box, expand_box, iou_matrix, square_box
-from .mesh import N_LANDMARKS
+from .._common import FrameJoin
+from ..geometry import clip_box, expand_box, iou_matrix, square_box
+from ..mesh import mesh_points
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,11 @@ class FaceLandmarks(Node):
         self._mesh = None
         self._followers: dict[str, _Follower] = {}
         self.join: FrameJoin | None = None
-        self._warned = False
 
     def open(self, ctx: NodeContext) -> None:
         self._mesh = self._new_mesh(static=True)
         self._followers = {}
-        self.join = FrameJoin(self.config.max_pending)
-        self._warned = False
+        self.join = FrameJoin(self.config.max_pending, logger=ctx.logger, on_missing="its faces get no landmarks")
 
     def close(self, ctx: NodeContext) -> None:
         for tid in list(self._followers):
@@ -109,36 +107,23 @@ class FaceLandmarks(Node):
             self._mesh = None
 
     def _new_mesh(self, static: bool):
-        import mediapipe as mp
+        from ..models import face_mesh
 
         # Two faces in a static crop so that a neighbour cannot hide the track's own face; one in
         # video mode, where the crop is the track's and a wrong face restarts the mesh.
-        return mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static, max_num_faces=2 if static else 1, refine_landmarks=False,
-            min_detection_confidence=float(self.config.min_confidence))
+        return face_mesh(static, max_faces=2 if static else 1, min_detection_confidence=self.config.min_confidence)
 
     def process(self, port: str, item: Any, ctx: NodeContext):
-        if port == "frames":
-            check_frame(item, "frames")
-            pairs = self.join.add_frame(item)
-        else:
-            pairs = self.join.add_tracks(item)
+        pairs = self.join.add(port, item)
         return {"tracks": [self._annotate(f, t, ctx) for f, t in pairs]}
 
     def finish(self, ctx: NodeContext):
         return {"tracks": [self._annotate(f, t, ctx) for f, t in self.join.flush()]}
 
     def _annotate(self, frame: VideoFrame | None, tracks: TrackedFaces, ctx: NodeContext) -> TrackedFaces:
-        if frame is None:
-            if tracks.faces and not self._warned:
-                ctx.logger.warning("no frame %d on the frames port: its faces get no landmarks",
-                                   tracks.frame_index)
-                self._warned = True
+        if frame is None:  # FrameJoin has logged it
             return replace(tracks, faces=[replace(f, landmarks=None) for f in tracks.faces])
         image = frame.image
-        if (image.shape[1], image.shape[0]) != (tracks.width, tracks.height):
-            raise InputError(f"frame {frame.index} is {image.shape[1]}x{image.shape[0]} but its tracks are for "
-                             f"{tracks.width}x{tracks.height}: connect the frames the tracks were made from")
         if not self.config.video_mode:
             faces = [replace(f, landmarks=self.landmarks_for(image, f.box)) for f in tracks.faces]
             return replace(tracks, faces=faces)
@@ -209,13 +194,12 @@ class FaceLandmarks(Node):
         crop = np.ascontiguousarray(image[y0:y1, x0:x1])
         result = mesh.process(crop)
         best, best_iou = None, float(self.config.min_iou)
-        cw, ch = x1 - x0, y1 - y0
-        scale = np.array([cw, ch, cw], np.float32)
         offset = np.array([x0, y0, 0.0], np.float32)
         for face in result.multi_face_landmarks or []:
-            if len(face.landmark) < N_LANDMARKS:
+            pts = mesh_points(face, x1 - x0, y1 - y0)
+            if pts is None:
                 continue
-            pts = np.array([(p.x, p.y, p.z) for p in face.landmark[:N_LANDMARKS]], np.float32) * scale + offset
+            pts += offset
             lo, hi = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
             mesh_box = Box(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
             iou = float(iou_matrix([mesh_box], [box])[0, 0])

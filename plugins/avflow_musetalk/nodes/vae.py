@@ -8,8 +8,8 @@ from typing import Literal
 
 from avflow import BatchSpec, Node, Port, param
 
-from .layout import VAE_MODELS
-from .payloads import CropFrame, EncodedFrame, GeneratedFrame, PredFrame, advance
+from ..layout import VAE_MODELS
+from ..payloads import CropFrame, EncodedFrame, GeneratedFrame, PredFrame, advance
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class _Vae(Node):
     queue_size = 8
 
     def open(self, ctx) -> None:
-        from .loading import load_vae, resolve_dtype
+        from ..loading import load_vae, resolve_dtype
 
         self._dtype = resolve_dtype(self.config.dtype, ctx.device)
         c = self.config

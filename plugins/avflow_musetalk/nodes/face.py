@@ -7,8 +7,8 @@ from typing import Literal
 
 from avflow import MediaInfo, NoConfig, Node, Port, VideoFrame, param
 
-from .geometry import bbox_shift_range, crop_face, mesh_to_68, musetalk_box
-from .payloads import CropFrame, FaceFrame, advance
+from ..geometry import bbox_shift_range, crop_face, mesh_to_68, musetalk_box
+from ..payloads import CropFrame, FaceFrame, advance
 
 CROP_SIZE = 256  # MuseTalk's face resolution: 256 px -> 32 x 32 latents
 
@@ -71,14 +71,14 @@ class FaceRegion(Node):
         self._horizon: float | None = None  # frames from this time on are never shown
 
     def _detect(self, image, ctx):
-        from .facemesh import FaceMesher
+        from ..facemesh import FaceMesher
 
         if self._mesher is None:
             self._mesher = FaceMesher(self.config.min_confidence, full_range=self.config.detector == "full")
         return self._mesher(image)
 
     def process(self, port, item, ctx):
-        from .facemesh import FaceCache, frame_hash
+        from ..facemesh import FaceCache, frame_hash
 
         if port == "audio_info":
             if item.duration > 0:  # a container's estimate: keep a margin

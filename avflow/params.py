@@ -2,6 +2,8 @@
 
 Node params are typed by the annotations of their ``Config`` dataclass; graph params by a
 short type name (``path``, ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``, ``any``).
+Below both the node API (:mod:`avflow.node`, which describes configs) and the graph layer
+(:mod:`avflow.graph`, which checks them): it imports neither.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from fractions import Fraction
 
 from avflow import InputError, MediaInfo, Node, Port, Tensor, param
 
-from .payloads import EncodedFrame, PromptFrame, advance
-from .slicer import FeatureWindow, prompt_window
+from ..payloads import EncodedFrame, PromptFrame, advance
+from ..slicer import FeatureWindow, prompt_window
 from .whisper import SAMPLE_RATE
 
 _RAM_PENDING = 32  # frames waiting for audio beyond this many wait on disk instead
@@ -187,7 +187,7 @@ class AudioPrompts(Node):
         return self._put(item, ctx)
 
     def _put(self, item: EncodedFrame, ctx) -> int:
-        from .store import FrameStore
+        from ..store import FrameStore
 
         if self._store is None:
             self._store = FrameStore(ctx.cache_dir / "musetalk" / "frames")

@@ -11,8 +11,8 @@ import numpy as np
 
 from avflow import AudioChunk, InputError, Node, Port, Tensor, param
 
-from .layout import WHISPER_MODELS
-from .slicer import FEATURE_RATE, feature_count
+from ..layout import WHISPER_MODELS
+from ..slicer import FEATURE_RATE, feature_count
 
 SAMPLE_RATE = 16000
 SEGMENT_S = 30  # Whisper's input window
@@ -85,7 +85,7 @@ class WhisperFeatures(Node):
     outputs = {"features": Port(Tensor, "Whisper hidden states, one Tensor per 30 s segment")}
 
     def open(self, ctx) -> None:
-        from .loading import load_whisper, resolve_dtype
+        from ..loading import load_whisper, resolve_dtype
 
         self._dtype = resolve_dtype(self.config.dtype, ctx.device)
         c = self.config

@@ -8,8 +8,8 @@ from typing import Literal
 
 from avflow import BatchSpec, ModelError, Node, Port, param
 
-from .layout import UNET_MODELS, VAE_FILES
-from .payloads import PredFrame, PromptFrame, advance
+from ..layout import UNET_MODELS, VAE_FILES
+from ..payloads import PredFrame, PromptFrame, advance
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class UNetGenerator(Node):
     def open(self, ctx) -> None:
         import torch
 
-        from .loading import load_unet, read_json, resolve_dtype, whisper_config
+        from ..loading import load_unet, read_json, resolve_dtype, whisper_config
 
         c = self.config
         self._dtype = resolve_dtype(c.dtype, ctx.device)
@@ -76,7 +76,7 @@ class UNetGenerator(Node):
         import numpy as np
         import torch
 
-        from .positional import add_positional_encoding, sinusoidal_table
+        from ..positional import add_positional_encoding, sinusoidal_table
 
         lat, prompt = batch.tensors["latents"], batch.tensors["prompt"]
         if prompt.shape[-1] != self._cross:

@@ -10,8 +10,8 @@ import numpy as np
 
 from avflow import FaceDetections, InputError, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from ._common import check_frame
-from .tracker import IoUTracker
+from .._common import check_frame
+from ..tracker import IoUTracker
 
 
 @dataclass(frozen=True)

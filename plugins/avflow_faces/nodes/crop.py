@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from avflow import Box, FaceCrop, InputError, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
+from avflow import Box, FaceCrop, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
 
-from ._common import FrameJoin, check_frame
-from .geometry import crop_region, cut_padded
+from .._common import FrameJoin
+from ..geometry import crop_region, cut_padded
 
 
 @dataclass(frozen=True)
@@ -70,24 +70,18 @@ class FaceCropper(Node):
         self.join: FrameJoin | None = None
         self._buf: deque[list] = deque()  # [frame or None, tracks]; the first `_done` already emitted
         self._done = 0
-        self._warned = False
 
     def open(self, ctx: NodeContext) -> None:
-        self.join = FrameJoin(self.config.max_pending)
+        self.join = FrameJoin(self.config.max_pending, logger=ctx.logger, on_missing="its faces are not cropped")
         self._buf.clear()
         self._done = 0
-        self._warned = False
 
     @property
     def pending(self) -> int:
         return (len(self.join) if self.join else 0) + len(self._buf)
 
     def process(self, port: str, item: Any, ctx: NodeContext):
-        if port == "frames":
-            check_frame(item, "frames")
-            pairs = self.join.add_frame(item)
-        else:
-            pairs = self.join.add_tracks(item)
+        pairs = self.join.add(port, item)
         return {"crops": self._push(pairs, ctx, final=False)}
 
     def finish(self, ctx: NodeContext):
@@ -98,16 +92,8 @@ class FaceCropper(Node):
         half = int(self.config.smooth) // 2 if self.config.smooth > 1 else 0
         out: list[FaceCrop] = []
         for frame, tracks in pairs:
-            if frame is None:
-                if tracks.faces and not self._warned:
-                    ctx.logger.warning("no frame %d on the frames port: its faces are not cropped",
-                                       tracks.frame_index)
-                    self._warned = True
-                continue
-            if (frame.width, frame.height) != (tracks.width, tracks.height):
-                raise InputError(f"frame {frame.index} is {frame.width}x{frame.height} but its tracks are for "
-                                 f"{tracks.width}x{tracks.height}: connect the frames the tracks were made from")
-            self._buf.append([frame, tracks])
+            if frame is not None:  # FrameJoin has checked its size and logged a missing one
+                self._buf.append([frame, tracks])
         while len(self._buf) - self._done > (0 if final else half):
             out.extend(self._emit(self._done, half))
             self._buf[self._done][0] = None  # history only needs the boxes

@@ -8,9 +8,9 @@ from typing import Literal
 
 from avflow import ModelError, Node, Port, VideoFrame, param
 
-from .geometry import blend_mask, paste_face
-from .layout import FACE_PARSE_FILES, FACE_PARSE_MODELS, has_files
-from .payloads import GeneratedFrame
+from ..geometry import blend_mask, paste_face
+from ..layout import FACE_PARSE_FILES, FACE_PARSE_MODELS, has_files
+from ..payloads import GeneratedFrame
 
 #: MuseTalk's parsing classes per version (``scripts/inference.py``: v1.5 ``--parsing_mode jaw``,
 #: v1 ``get_image``'s default ``raw``).
@@ -86,8 +86,8 @@ class Blend(Node):
             if c.models is None:
                 raise ModelError("musetalk.blend: mode 'parsing' needs the model folder (param 'models') "
                                  f"holding {' and '.join(f.path for f in FACE_PARSE_FILES)}")
-            from .loading import load_face_parser
-            from .parsing import FaceParser
+            from ..loading import load_face_parser
+            from ..parsing import FaceParser
 
             model = ctx.resource(("musetalk.face_parser", str(c.models), ctx.device),
                                  lambda: load_face_parser(c.models, ctx.device, c.version))

@@ -9,12 +9,8 @@ import numpy as np
 
 from avflow import Box, FaceDetections, Node, NodeContext, Port, VideoFrame, param
 
-from ._common import check_frame
-from .geometry import clip_box, nms
-
-#: MediaPipe ``model_selection`` for each ``model`` choice.
-MODEL_SELECTION = {"short": 0, "full": 1}
-
+from .._common import check_frame
+from ..geometry import clip_box, nms
 
 @dataclass(frozen=True)
 class FaceDetectConfig:
@@ -80,11 +76,9 @@ class FaceDetect(Node):
         self._last_size: tuple[int, int] | None = None
 
     def open(self, ctx: NodeContext) -> None:
-        import mediapipe as mp
+        from ..models import face_detection
 
-        cfg = self.config
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=MODEL_SELECTION[cfg.model], min_detection_confidence=float(cfg.min_confidence))
+        self._detector = face_detection(self.config.model, self.config.min_confidence)
         self._seen = 0
         self._last = []
         self._last_size = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from avflow import AudioChunk, File, Node, Port, VideoFrame, param
 
-from .writer import MediaWriter
+from ..writer import MediaWriter
 
 
 @dataclass(frozen=True)

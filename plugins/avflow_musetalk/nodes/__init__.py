@@ -1,0 +1,1 @@
+"""Node classes of the musetalk plugin, one module per node or pair of nodes (shared code one level up)."""
