@@ -38,7 +38,8 @@ def run_graph(video: Path, out: Path, scorer: str, weights: Path | None, truth: 
         "acc = None\n"
         f"truth = {str(truth) if truth else None!r}\n"
         "if truth:\n"
-        "    from avflow.testing.compose import ComposedVideo, frame_accuracy\n"
+        "    from avflow.testing.compose import ComposedVideo\n"
+        "    from avflow_sync.scoring import frame_accuracy\n"
         "    acc = frame_accuracy(ComposedVideo.load(truth), doc)\n"
         "print(json.dumps({'run_s': round(run_s, 2), 'peak_rss_mb': round(peak_mb(), 1), 'accuracy': acc,\n"
         "                  'n_frames': doc['n_frames'], 'tracks': len(doc['tracks'])}))\n")

@@ -92,7 +92,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from avflow.testing.compose import compose_speakers, random_turns
-    from avflow_sync.motion_eval import evaluate, load_tracks, save_tracks, tile_tracks
+    from motion_eval import evaluate, load_tracks, save_tracks, tile_tracks
 
     width, height = (int(v) for v in args.size.split("x"))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="avflow-motion-"))

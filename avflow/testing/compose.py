@@ -21,16 +21,15 @@ tile boxes, turns, and per output frame whose audio is heard and who is actually
     fx.tile_at(x, y)   # which tile a detected face centre belongs to
     fx.save("truth.json"); ComposedVideo.load("truth.json")
 
-    # score a diarization (graphs/diarize.yaml's diarization.json) against the ground truth
-    frame_accuracy(fx, json.load(open("out/diarization.json")))   # 6-frame collar
+    fx.rttm("reference.rttm")   # then: avflow eval reference.rttm out/   (DER, JER, frame accuracy)
 
     # a long input for benchmarks: 3 talking tiles + a portrait, 720p, clips looped
     compose_benchmark(media, duration=120.0, out="long.mp4")
 
 Public API: :func:`compose_speakers`, :func:`random_turns`, :func:`compose_benchmark`,
 :func:`default_sources`, :class:`ComposedVideo` (``save``/``load``), :class:`Tile`,
-:class:`Turn`, :func:`frame_accuracy` (with :func:`track_tiles` / :func:`predicted_tiles`) and
-:func:`speech_mask`.
+:class:`Turn` and :func:`speech_mask`. Scoring a diarization against a fixture lives with the
+diarization (``avflow eval`` with :meth:`ComposedVideo.rttm`, or ``avflow_sync.scoring``).
 
 How it works. Every talking tile ``j`` has a *source clock* ``c_j(t)``: the time in its own
 clip that it shows at output time ``t``, looping over the clip (``c_j(t) mod D_j``). With
@@ -683,49 +682,3 @@ def compose_benchmark(media_dir: str | Path, duration: float = 120.0, *, out: st
     sources = default_sources(media_dir)
     turns = random_turns([0, 1, 2], duration, gap_prob=gap_prob, seed=seed)
     return compose_speakers(sources, turns, duration=duration, out=out, size=size, fps=fps, **kwargs)
-
-
-# -- scoring a diarization against the ground truth ------------------------------------------------
-
-def track_tiles(truth: ComposedVideo, tracks: Sequence[dict]) -> dict[str, int | None]:
-    """Map each track of a diarization (``{"id", "boxes": [[frame, x, y, w, h], ...]}``) to the tile
-    that holds most of its box centres (None: mostly outside every tile)."""
-    out: dict[str, int | None] = {}
-    for track in tracks:
-        votes: dict[int | None, int] = {}
-        for _frame, x, y, w, h in track.get("boxes", []):
-            tile = truth.tile_at(x + w / 2, y + h / 2)
-            votes[tile] = votes.get(tile, 0) + 1
-        out[str(track["id"])] = max(votes, key=lambda k: votes[k]) if votes else None
-    return out
-
-
-def predicted_tiles(truth: ComposedVideo, predicted: dict | Sequence) -> list[int | None]:
-    """Per frame tile index (None: nobody) from a diarization document (``avflow.diarization/1``:
-    ``tracks`` and ``active``) or from a sequence of tile indices (None or -1: nobody)."""
-    if isinstance(predicted, dict):
-        tiles = track_tiles(truth, predicted.get("tracks", []))
-        return [None if a is None else tiles.get(str(a)) for a in predicted.get("active", [])]
-    return [None if p is None or int(p) < 0 else int(p) for p in predicted]
-
-
-def frame_accuracy(truth: ComposedVideo, predicted: dict | Sequence, collar: int = 6,
-                   which: Literal["active", "heard"] = "active") -> float:
-    """Fraction of frames whose predicted speaker tile (or nobody) is the true one.
-
-    Frames within ``collar`` frames of a change of the truth are not counted (nor frames the
-    prediction does not cover: they count as wrong). ``predicted`` is a diarization document or a
-    sequence of tile indices, see :func:`predicted_tiles`.
-    """
-    labels = truth.active if which == "active" else truth.heard
-    gt = np.array([-1 if t is None else t for t in labels])
-    pred = predicted_tiles(truth, predicted)
-    got = np.full(len(gt), -2)
-    n = min(len(gt), len(pred))
-    got[:n] = [-1 if p is None else p for p in pred[:n]]
-    keep = np.ones(len(gt), bool)
-    for change in np.flatnonzero(np.diff(gt)) + 1:
-        keep[max(0, change - collar): change + collar] = False
-    if not keep.any():
-        return float("nan")
-    return float(np.mean(got[keep] == gt[keep]))

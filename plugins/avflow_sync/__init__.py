@@ -1,13 +1,20 @@
 """avflow built-in plugin: audio-visual sync (registered through the avflow.plugins entry point).
 
-Nodes: ``sync.mel`` (Wav2Lip's mel spectrogram, streamed), ``sync.windows`` (5 frames x 16 mel
-columns per track), ``sync.syncnet`` (Wav2Lip's lip-sync expert), ``sync.motion`` (lip landmarks
-against the audio, no weights), ``sync.assign`` (each voice given to the face whose lips follow
-it; the default decision), ``sync.smooth`` (per-track moving mean/median), ``sync.speaker``
-(active speaker per frame from the scores alone), ``sync.diarization`` (diarization.json, RTTM,
-plot), ``sync.annotate`` (the annotated preview's frames), ``sync.face_clips`` (one clip per face). Algorithms live in plain
-modules (:mod:`.mel`, :mod:`.windows`, :mod:`.syncnet`, :mod:`.smoothing`, :mod:`.decision`),
-node classes in :mod:`.nodes`.
+Nodes (one module each in :mod:`.nodes`):
+
+- ``sync.motion``: lip landmarks against the audio bands, no weights (the default scorer).
+- ``sync.mel``, ``sync.windows``, ``sync.syncnet``: Wav2Lip's mel spectrogram, 5 frames x 16 mel
+  columns per track, Wav2Lip's lip-sync expert (the other scorer).
+- ``sync.assign``: each voice given to the face whose lips follow it, every frame decided from
+  the voices (the default decision).
+- ``sync.smooth``, ``sync.speaker``: per-track smoothing, then the speaker per frame from the
+  scores alone (``decision=frame``).
+- ``sync.diarization``: diarization.json, diarization.rttm, sync_signals.png.
+- ``sync.annotate``: the annotated preview's frames; ``sync.face_clips``: one clip per face.
+
+Algorithms live in plain modules (:mod:`.mel`, :mod:`.windows`, :mod:`.syncnet`,
+:mod:`.motion_features`, :mod:`.assign`, :mod:`.smoothing`, :mod:`.decision`, :mod:`.report`,
+:mod:`.scoring` (a diarization against a composed fixture)).
 """
 
 from avflow import hookimpl
@@ -24,7 +31,7 @@ def avflow_register_nodes():
     from .nodes.speaker import SpeakerDecision
     from .nodes.syncnet import SyncNetScorer
     from .nodes.windows import SyncWindows
-    from .motion import MotionScorer
+    from .nodes.motion import MotionScorer
 
     return [
         MelSpectrogram,

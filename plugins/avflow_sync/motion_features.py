@@ -26,16 +26,12 @@ import math
 
 import numpy as np
 
-#: MediaPipe face-mesh landmark indices used by the motion scorer.
-NOSE_TIP = 1
-NOSE_BRIDGE = 168
-CHIN = 152
-UPPER_INNER_LIP = 13
-LOWER_INNER_LIP = 14
-EYE_OUTER = (33, 263)
+from avflow_faces import mesh
 
-#: (landmark a, landmark b) distance of each mouth signal, in the order of ``BANDS``.
-MOUTH_PAIRS = ((NOSE_TIP, LOWER_INNER_LIP), (NOSE_BRIDGE, CHIN), (UPPER_INNER_LIP, LOWER_INNER_LIP))
+#: (landmark a, landmark b) distance of each mouth signal, in the order of ``BANDS``
+#: (the face-mesh vocabulary is avflow_faces.mesh's).
+MOUTH_PAIRS = ((mesh.NOSE_TIP, mesh.INNER_LIP_BOTTOM), (mesh.NOSE_BRIDGE, mesh.CHIN),
+               (mesh.INNER_LIP_TOP, mesh.INNER_LIP_BOTTOM))
 #: Audio band (Hz) paired with each mouth signal.
 BANDS = ((1500.0, 3000.0), (800.0, 1500.0), (3000.0, 6000.0))
 #: Band used for the speech-activity level.
@@ -51,10 +47,11 @@ def mouth_signals(landmarks: np.ndarray | None) -> np.ndarray | None:
     if landmarks is None:
         return None
     lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.ndim != 2 or lm.shape[0] < 468 or lm.shape[1] < 2 or not np.isfinite(lm[:468, :2]).all():
+    n = mesh.N_LANDMARKS
+    if lm.ndim != 2 or lm.shape[0] < n or lm.shape[1] < 2 or not np.isfinite(lm[:n, :2]).all():
         return None
     xy = lm[:, :2]
-    eye = float(np.linalg.norm(xy[EYE_OUTER[0]] - xy[EYE_OUTER[1]]))
+    eye = mesh.inter_ocular(xy)
     if eye < 1e-3:
         return None
     return np.array([np.linalg.norm(xy[a] - xy[b]) / eye for a, b in MOUTH_PAIRS])

@@ -109,14 +109,6 @@ def build_syncnet() -> Any:
     return SyncNetColor()
 
 
-def expected_shapes() -> dict[str, tuple[int, ...]]:
-    """Every state-dict key of ``SyncNet_color`` with its shape, in module order."""
-    import torch
-
-    with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in build_syncnet().state_dict().items()}
-
-
 def extract_state_dict(checkpoint: Any, source: str = "checkpoint") -> dict[str, Any]:
     """The ``state_dict`` of a Wav2Lip checkpoint, with a DataParallel ``module.`` prefix removed."""
     if not isinstance(checkpoint, Mapping):

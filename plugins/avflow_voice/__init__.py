@@ -3,8 +3,8 @@
 Nodes: ``voice.activity`` (speech activity per 32 ms, Silero VAD), ``voice.embed`` (voice
 embeddings of speech windows, Resemblyzer's GE2E encoder), ``voice.cluster`` (voices and their
 turns). Both models are the trained weights their wheels ship, so everything works offline.
-Algorithms live in plain modules (:mod:`.vad`, :mod:`.embed`, :mod:`.cluster`), node classes in
-:mod:`.nodes`, payloads in :mod:`.payloads`.
+Algorithms live in plain modules (:mod:`.vad`, :mod:`.embed`, :mod:`.cluster`, :mod:`.audio`), node
+classes in :mod:`.nodes` (one module per node), payloads in :mod:`.payloads`.
 """
 
 from avflow import hookimpl
@@ -12,6 +12,8 @@ from avflow import hookimpl
 
 @hookimpl
 def avflow_register_nodes():
-    from .nodes import SpeechActivityDetector, VoiceClusterer, VoiceEmbedder
+    from .nodes.activity import SpeechActivityDetector
+    from .nodes.cluster import VoiceClusterer
+    from .nodes.embed import VoiceEmbedder
 
     return [SpeechActivityDetector, VoiceEmbedder, VoiceClusterer]

@@ -87,8 +87,12 @@ def load_vad(path: str | Path | None = None):
     import torch
 
     path = Path(path) if path is not None else weights_path()
+    import warnings
+
     try:
-        archive = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.13 deprecates jit.load; the wheel ships TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            archive = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as exc:
         raise ValueError(f"{path} is not a Silero VAD TorchScript archive: {exc}") from None
     found = {**dict(archive.named_parameters()), **dict(archive.named_buffers())}

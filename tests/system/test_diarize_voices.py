@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from avflow.evaluation import evaluate
-from avflow.testing.compose import Turn, compose_speakers, frame_accuracy
+from avflow.testing.compose import Turn, compose_speakers
+from avflow_sync.scoring import frame_accuracy
 
 pytestmark = pytest.mark.slow
 

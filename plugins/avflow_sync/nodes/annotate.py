@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -56,39 +57,54 @@ class Annotate(Node):
     queue_size = 32
 
     def open(self, ctx):
-        self._frames: dict[int, VideoFrame] = {}
-        self._tracks: dict[int, TrackedFaces] = {}
+        from avflow_faces import FrameJoin
+
+        self._tracks: dict[int, TrackedFaces] = {}  # re-read mode: every frame's, until drawn
         self._active: dict[int, dict] = {}
-        self._next: int | None = None
+        self._paired: deque[tuple[VideoFrame, TrackedFaces]] = deque()  # waiting for their decision
         self._decisions_done = False
         self._reread = "frames" not in ctx.connected_inputs
         if self._reread and self.config.video is None:
             raise InputError("sync.annotate: connect frames, or set video to read the input again")
+        self._join = FrameJoin(self.config.max_pending, "frames", "tracks", logger=ctx.logger,
+                               on_missing="it is drawn without boxes")
 
     def process(self, port, item, ctx):
-        if port == "frames":
-            self._frames[item.index] = item
-            if self._next is None:
-                self._next = item.index
-            if len(self._frames) > self.config.max_pending:
-                raise InputError(f"more than {self.config.max_pending} frames wait for their speaker decision "
-                                 f"(oldest {min(self._frames)}); raise sync.annotate's max_pending")
-        elif port == "tracks":
-            self._tracks[item.frame_index] = item
-        else:
+        if port == "active":
             self._active[int(item.data["frame_index"])] = item.data
-        return {"frames": self._ready()}
+        elif self._reread:
+            if port == "tracks":
+                self._tracks[item.frame_index] = item
+            return None
+        else:
+            self._pair(self._join.add(port, item))
+        return self._ready()
+
+    def _pair(self, pairs) -> None:
+        self._paired.extend((f, t) for f, t in pairs if f is not None)
+        if len(self._paired) > self.config.max_pending:
+            raise InputError(f"more than {self.config.max_pending} frames wait for their speaker decision "
+                             f"(oldest {self._paired[0][0].index}); raise sync.annotate's max_pending, or "
+                             "leave frames unconnected and set video (decisions made at the end)")
 
     def end(self, port, ctx):
         if port == "active":
             self._decisions_done = True
-        return {"frames": self._ready()}
+        return None if self._reread else self._ready()
 
     def finish(self, ctx):
         self._decisions_done = True
         if self._reread:
             return self._read_again(ctx)
-        return {"frames": self._ready(final=True)}
+        self._pair(self._join.flush())
+        return self._ready()
+
+    def _ready(self):
+        out = []
+        while self._paired and (self._paired[0][0].index in self._active or self._decisions_done):
+            frame, tracks = self._paired.popleft()
+            out.append(self._draw(frame, tracks, self._active.pop(frame.index, None)))
+        return {"frames": out} if out else None
 
     def _read_again(self, ctx):
         """Decode the input once more, drawing each frame with its decision (a generator)."""
@@ -119,18 +135,6 @@ class Annotate(Node):
                                     index=index)
                     yield {"frames": self._draw(vf, self._tracks.pop(index, None), self._active.pop(index, None))}
                     index += 1
-
-    def _ready(self, final: bool = False) -> list[VideoFrame]:
-        out = []
-        while self._next is not None and self._next in self._frames:
-            i = self._next
-            decided = i in self._active
-            if not decided and not (self._decisions_done and (i in self._tracks or final)):
-                break
-            frame = self._frames.pop(i)
-            out.append(self._draw(frame, self._tracks.pop(i, None), self._active.pop(i, None)))
-            self._next = i + 1
-        return out
 
     def _draw(self, frame: VideoFrame, tracks: TrackedFaces | None, decision: dict | None) -> VideoFrame:
         import cv2

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from avflow import File, MediaInfo, Node, Port, Record, TrackedFaces, param
-from avflow.io import atomic_path, write_text_atomic
+from avflow import File, MediaInfo, Node, Port, Record, TrackedFaces, atomic_path, param, write_text_atomic
 
 from ..report import FrameResult, document, dumps, plot, rttm
 

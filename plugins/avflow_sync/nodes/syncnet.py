@@ -113,7 +113,7 @@ class SyncNetScorer(Node):
         c = self.config
         device = ctx.device
         if device == "auto":
-            from avflow.runtime.batching import resolve_device
+            from avflow import resolve_device
 
             device = resolve_device(device)
         if c.weights is not None:

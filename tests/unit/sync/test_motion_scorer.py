@@ -9,8 +9,9 @@ import pytest
 
 from avflow.payloads import AudioChunk, Box, FaceTrack, TrackedFaces
 from avflow.testing import NodeRunner
-from avflow_sync.motion import MotionScorer
-from avflow_sync.motion_features import EYE_OUTER, MOUTH_PAIRS, BandEnvelope, mouth_signals, window_sync
+from avflow_sync.nodes.motion import MotionScorer
+from avflow_faces.mesh import EYE_OUTER
+from avflow_sync.motion_features import MOUTH_PAIRS, BandEnvelope, mouth_signals, window_sync
 
 SR = 16000
 
@@ -260,15 +261,3 @@ def test_band_envelope():
     n = len(env.times)
     env.push(np.zeros(100), SR + 1600)  # a 0.1 s gap is silence
     assert len(env.times) > n
-
-
-def test_graph_decision_picks_the_speaker(scene):
-    """sync.motion -> sync.smooth -> sync.speaker as graphs/diarize.yaml chains them."""
-    from avflow_sync.motion_eval import graph_decision
-
-    tracks, chunks = scene
-    out = graph_decision(tracks, chunks, min_turn=8)
-    active = out["active"]
-    assert len(active) == len(tracks) and out["scorer_s"] > 0
-    assert np.mean([a == "speaker" for a in active[25:-25]]) > 0.95
-    assert {s.track_id for s in out["scores"]} == {"speaker", "other", "shifted", "still", "blind"}

@@ -13,7 +13,9 @@ from avflow import AudioChunk
 from avflow.testing import NodeRunner
 
 from avflow_voice.cluster import cluster_voices, segment_voices
-from avflow_voice.nodes import SpeechActivityDetector, VoiceClusterer, VoiceEmbedder
+from avflow_voice.nodes.activity import SpeechActivityDetector
+from avflow_voice.nodes.cluster import VoiceClusterer
+from avflow_voice.nodes.embed import VoiceEmbedder
 from avflow_voice.vad import StreamingVAD, load_vad
 
 

@@ -1,6 +1,9 @@
-"""Evaluation tools for speaker scorers on composed fixtures (:mod:`avflow.testing.compose`).
+"""Scorer experiments on composed fixtures (:mod:`avflow.testing.compose`), for ``bench/motion_scorer.py``.
 
-Used by the accuracy test and ``bench/motion_scorer.py``; not part of any graph:
+Experiment code, not product: landmarks are computed once per fixture and cached, so that a
+parameter search over ``sync.motion`` re-runs in seconds. The accuracy of the shipped decision
+is measured by running the real graph (``tests/system/test_motion_accuracy.py``,
+``bench/diarize.py``).
 
 - :func:`tile_tracks` runs MediaPipe face mesh on each tile of a composed video and yields
   :class:`~avflow.payloads.TrackedFaces` (track id ``tile<k>``, landmarks in frame pixels), a
@@ -31,6 +34,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from avflow.payloads import AudioChunk, Box, FaceTrack, TrackedFaces
+from avflow_faces import mesh
+from avflow_faces.mesh import mesh_points
 
 
 def tile_tracks(fixture, *, refine: bool = False) -> Iterator[TrackedFaces]:
@@ -40,24 +45,24 @@ def tile_tracks(fixture, *, refine: bool = False) -> Iterator[TrackedFaces]:
     is left out of the frame's ``faces``. Boxes are the landmarks' bounding box.
     """
     import av
-    import mediapipe as mp
 
-    meshes = [mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
-                                              refine_landmarks=refine, min_detection_confidence=0.5,
-                                              min_tracking_confidence=0.5) for _ in fixture.tiles]
+    from avflow_faces.models import face_mesh
+
+    meshes = [face_mesh(static=False, max_faces=1) for _ in fixture.tiles]
     try:
         with av.open(str(fixture.path)) as container:
             stream = container.streams.video[0]
             for index, frame in enumerate(container.decode(stream)):
                 img = frame.to_ndarray(format="rgb24")
                 faces = []
-                for tile, mesh in zip(fixture.tiles, meshes):
+                for tile, tile_mesh in zip(fixture.tiles, meshes):
                     x, y, w, h = tile.box
-                    result = mesh.process(np.ascontiguousarray(img[y:y + h, x:x + w]))
+                    result = tile_mesh.process(np.ascontiguousarray(img[y:y + h, x:x + w]))
                     if not result.multi_face_landmarks:
                         continue
-                    pts = np.array([(p.x * w + x, p.y * h + y, p.z * w)
-                                    for p in result.multi_face_landmarks[0].landmark], np.float32)
+                    pts = mesh_points(result.multi_face_landmarks[0].landmark, w, h)
+                    pts[:, 0] += x
+                    pts[:, 1] += y
                     lo, hi = pts[:, :2].min(0), pts[:, :2].max(0)
                     faces.append(FaceTrack(f"tile{tile.index}", Box(float(lo[0]), float(lo[1]),
                                                                     float(hi[0] - lo[0]), float(hi[1] - lo[1])),
@@ -65,8 +70,8 @@ def tile_tracks(fixture, *, refine: bool = False) -> Iterator[TrackedFaces]:
                 yield TrackedFaces(pts=int(frame.pts), time_base=Fraction(frame.time_base), frame_index=index,
                                    width=img.shape[1], height=img.shape[0], faces=faces)
     finally:
-        for mesh in meshes:
-            mesh.close()
+        for tile_mesh in meshes:
+            tile_mesh.close()
 
 
 def save_tracks(tracks: Sequence[TrackedFaces], path: str | Path) -> None:
@@ -163,11 +168,9 @@ def score_matrix(node_cls, tracks: Sequence[TrackedFaces], audio: Sequence[Audio
     return mat
 
 
-MOUTH_TOP, MOUTH_BOTTOM = 13, 14  # inner lips, MediaPipe face mesh
-EYE_OUTER = (33, 263)
 
 
-def mouth_opening(tracks: Sequence[TrackedFaces], track_ids: Sequence[str]) -> np.ndarray:
+def lip_gaps(tracks: Sequence[TrackedFaces], track_ids: Sequence[str]) -> np.ndarray:
     """Inner-lip gap over outer-eye-corner distance, ``(n_frames, n_tracks)``, NaN where missing."""
     out = np.full((len(tracks), len(track_ids)), np.nan)
     col = {t: k for k, t in enumerate(track_ids)}
@@ -175,8 +178,8 @@ def mouth_opening(tracks: Sequence[TrackedFaces], track_ids: Sequence[str]) -> n
         for f in t.faces:
             if f.track_id in col and f.landmarks is not None:
                 lm = f.landmarks
-                eye = np.linalg.norm(lm[EYE_OUTER[0], :2] - lm[EYE_OUTER[1], :2])
-                out[i, col[f.track_id]] = np.linalg.norm(lm[MOUTH_TOP, :2] - lm[MOUTH_BOTTOM, :2]) / max(eye, 1e-6)
+                gap = np.linalg.norm(lm[mesh.INNER_LIP_TOP, :2] - lm[mesh.INNER_LIP_BOTTOM, :2])
+                out[i, col[f.track_id]] = gap / max(mesh.inter_ocular(lm), 1e-6)
     return out
 
 
@@ -221,9 +224,9 @@ def graph_decision(tracks: Sequence[TrackedFaces], audio: Sequence[AudioChunk], 
 
     from avflow.testing import NodeRunner
 
-    from .motion import MotionScorer
-    from .nodes.smooth import ScoreSmoother
-    from .nodes.speaker import SpeakerDecision
+    from avflow_sync.nodes.motion import MotionScorer
+    from avflow_sync.nodes.smooth import ScoreSmoother
+    from avflow_sync.nodes.speaker import SpeakerDecision
 
     scorer = NodeRunner(MotionScorer, **(scorer_params or {}))
     smoother = NodeRunner(ScoreSmoother, window=smooth_window)
@@ -278,7 +281,7 @@ def evaluate(fixture, tracks: Sequence[TrackedFaces] | None = None, *, window: i
     :returns: ``{"motion", "baseline", "ms_per_frame", "decision", "scores"}``: ``decision`` the
         tile index per frame (-1: nobody), ``scores`` the raw ``(n_frames, n_tiles)`` scores.
     """
-    from avflow.testing.compose import frame_accuracy
+    from avflow_sync.scoring import frame_accuracy
 
     tracks = list(tracks) if tracks is not None else list(tile_tracks(fixture))
     ids = [f"tile{t.index}" for t in fixture.tiles]
@@ -292,7 +295,7 @@ def evaluate(fixture, tracks: Sequence[TrackedFaces] | None = None, *, window: i
         if s.track_id in col and s.value is not None:
             scores[s.frame_index, col[s.track_id]] = s.value
     motion = frame_accuracy(fixture, list(decision), collar=collar)
-    base = mouth_motion_scores(mouth_opening(tracks, ids))
+    base = mouth_motion_scores(lip_gaps(tracks, ids))
     baseline = max(frame_accuracy(fixture, list(reference_decision(base, window=window, threshold=th)),
                                   collar=collar) for th in baseline_thresholds)
     return {"motion": motion, "baseline": baseline, "ms_per_frame": 1000 * run["scorer_s"] / max(1, len(tracks)),

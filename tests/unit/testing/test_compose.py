@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from avflow.testing.compose import (ComposedVideo, Turn, _load_audio, compose_speakers, frame_accuracy,
-                                    random_turns, speech_mask)
+from avflow.testing.compose import ComposedVideo, Turn, _load_audio, compose_speakers, random_turns, speech_mask
+from avflow_sync.scoring import frame_accuracy
 
 SR = 16000
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from avflow import AudioChunk, Node, Port, Score, TrackedFaces, param
 
-from .motion_features import BANDS, N_SIGNALS, BandEnvelope, mouth_signals, window_sync
-from .payloads import SyncEvidence
+from ..motion_features import BANDS, N_SIGNALS, BandEnvelope, mouth_signals, window_sync
+from ..payloads import SyncEvidence
 
 
 # The "nobody speaks" threshold suited to this scale, on scores smoothed over ~9 frames;

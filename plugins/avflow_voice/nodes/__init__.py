@@ -1,0 +1,1 @@
+"""Node classes of the voice plugin, one module per node."""
