@@ -131,6 +131,7 @@ class ComposedVideo:
     heard: list[int | None] = field(repr=False)
     active: list[int | None] = field(repr=False)
     voiced: list[int | None] = field(default_factory=list, repr=False)
+    overlaps: list[Turn] = field(default_factory=list)
 
     def frame_time(self, index: int) -> float:
         return index / self.fps
@@ -183,6 +184,7 @@ class ComposedVideo:
         data["path"] = Path(data["path"])
         data["tiles"] = [Tile(**{**t, "box": tuple(t["box"])}) for t in data["tiles"]]
         data["turns"] = [Turn(**t) for t in data["turns"]]
+        data["overlaps"] = [Turn(**t) for t in data.get("overlaps", [])]
         return cls(**data)
 
 
@@ -252,6 +254,8 @@ def _fit(src_w: int, src_h: int, cell: tuple[int, int, int, int]) -> tuple[int, 
 def _layout(sizes: list[tuple[int, int]], width: int, height: int,
             grid: tuple[int, int] | None) -> list[tuple[int, int, int, int]]:
     n = len(sizes)
+    if n == 0:
+        return []
     if grid is None:  # the grid that shows the sources biggest
         best = None
         for cols in range(1, n + 1):
@@ -447,6 +451,8 @@ def compose_speakers(
     audio_delay: Sequence[float] | None = None,
     pitch: Sequence[float] | None = None,
     nonspeech: Sequence[int] = (),
+    overlaps: Sequence[Turn | tuple] = (),
+    overlap_gain: float = 0.5,
     grid: tuple[int, int] | None = None,
     fade: float = 0.005,
     vad_db: float = 25.0,
@@ -478,6 +484,10 @@ def compose_speakers(
         one clip are two voices with the same timing.
     :param nonspeech: indices of sources whose audio is not speech (music, noise): heard, never
         a speaker nor a voice in the ground truth.
+    :param overlaps: extra turns heard *on top of* the schedule (overlapping speech), at
+        ``overlap_gain``; the ground truth keeps the schedule's speaker (the louder one) and the
+        overlapping source is listed in ``ComposedVideo.overlaps``. Needs ``others="shifted"`` (a
+        tile's lips then always follow its own audio).
     :param grid: ``(rows, cols)`` of the visible tiles; default: the grid that shows them biggest.
     :param fade: seconds of linear fade at every turn change (avoids clicks).
     :param vad_db: speech detector threshold, dB below the clip's loud level (see :func:`speech_mask`).
@@ -537,6 +547,12 @@ def compose_speakers(
         talking = [t.index for t in tiles if t.kind != "still"]
         turns = random_turns(talking, duration if duration is not None else 15.0, seed=seed)
     turn_list, total = _normalise_turns(turns, tiles, duration)
+    extra = [t if isinstance(t, Turn) else Turn(float(t[0]), float(t[1]), int(t[2])) for t in overlaps]
+    if extra and others != "shifted":
+        raise ValueError("overlaps need others='shifted' (lips that follow their own audio all the time)")
+    for t in extra:
+        if t.tile is None or not 0 <= t.tile < len(tiles) or tiles[t.tile].kind == "still":
+            raise ValueError(f"overlap {t} must name a tile with audio")
 
     sources_: list[_Source] = []
     for tile in tiles:
@@ -595,7 +611,15 @@ def compose_speakers(
             heard_at = clock(src.tile, times[sel] - src.tile.audio_delay)
             idx = np.floor(heard_at * sample_rate).astype(np.int64) % len(src.audio)
             block[sel] = src.audio[idx]
-        return block * gain_at(times)
+        block *= gain_at(times)
+        for t in extra:
+            sel = (times >= t.start) & (times < t.end)
+            src = sources_[t.tile]
+            if sel.any():
+                idx = np.floor(clock(src.tile, times[sel] - src.tile.audio_delay) * sample_rate).astype(np.int64)
+                ramp = np.clip(np.minimum(times[sel] - t.start, t.end - times[sel]) / max(fade, 1e-6), 0, 1)
+                block[sel] += overlap_gain * src.audio[idx % len(src.audio)] * ramp.astype(np.float32)
+        return block
 
     n_frames = int(math.ceil(total * fps - 1e-9))
     frame_times = np.arange(n_frames) / fps
@@ -662,7 +686,7 @@ def compose_speakers(
                 src.video.close()
     return ComposedVideo(path=out, fps=float(fps), n_frames=n_frames, width=width, height=height,
                          sample_rate=sample_rate, duration=total, tiles=tiles, turns=turn_list,
-                         heard=heard, active=active, voiced=voiced)
+                         heard=heard, active=active, voiced=voiced, overlaps=extra)
 
 
 def default_sources(media_dir: str | Path, n_talking: int = 3, still: str | None = "monalisa.png") -> list[Path]:
@@ -682,3 +706,77 @@ def compose_benchmark(media_dir: str | Path, duration: float = 120.0, *, out: st
     sources = default_sources(media_dir)
     turns = random_turns([0, 1, 2], duration, gap_prob=gap_prob, seed=seed)
     return compose_speakers(sources, turns, duration=duration, out=out, size=size, fps=fps, **kwargs)
+
+
+# -- a suite of diarization fixtures --------------------------------------------------------------
+
+def music_wav(path: str | Path, seconds: float = 8.0, sample_rate: int = 16000, seed: int = 0) -> Path:
+    """A synthetic music-and-noise track (chords of harmonic tones, a beat, hiss): audio that is
+    not speech, for fixtures where nobody may be found speaking."""
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    out = np.zeros_like(t)
+    for k, start in enumerate(np.arange(0, seconds, 0.5)):
+        root = 110.0 * 2 ** (rng.integers(0, 12) / 12)
+        sel = (t >= start) & (t < start + 0.5)
+        for ratio in (1.0, 1.25, 1.5):
+            for h in range(1, 5):
+                out[sel] += np.sin(2 * np.pi * root * ratio * h * t[sel]) / (h * 3)
+        out[sel] *= np.exp(-(t[sel] - start) * 3)
+    out += 0.05 * rng.normal(size=t.size)
+    out = (0.3 * out / np.max(np.abs(out))).astype(np.float32)
+    path = Path(path)
+    soundfile.write(str(path), out, sample_rate)
+    return path
+
+
+def diarization_suite(media_dir: str | Path, work: str | Path, split: Literal["tune", "test"] = "test") -> dict[str, dict]:
+    """Keyword arguments of :func:`compose_speakers` for one fixture of every diarization case.
+
+    ``split="tune"`` is the set parameters may be tuned on (talking1-3, eng.wav / sun.wav, 25 fps,
+    960x540, audio 0.3 s late); ``"test"`` differs in every way that matters (other pairings, a
+    pitch-shifted voice, yongen.wav, 30 fps, 640x360 so faces are ~90-160 px wide, delays of 0.25
+    and 0.4 s, other seeds) and is never tuned on. Cases: ``swap`` (two talkers whose lips always
+    move, the heard audio swapped halfway), ``late`` (one talker's audio late against the lips,
+    beside one in sync), ``three`` and ``four`` talkers in turns with a still portrait,
+    ``offscreen`` (one visible talker and a voice no face speaks), ``noface`` (voices only),
+    ``silence`` (one face, no sound), ``music`` (music, no speech), ``short`` (under 2 s),
+    ``overlap`` (two voices at once for 1.5 s), ``gap`` (the same voice after a 6 s silence).
+    """
+    m, work = Path(media_dir), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    t1, t2, t3 = (m / f"talking{k}.mp4" for k in (1, 2, 3))
+    if split == "tune":
+        a, b, wav, wav2, still = t1, t2, m / "eng.wav", m / "sun.wav", m / "monalisa.png"
+        common = {"fps": 25.0, "size": (960, 540)}
+        pitch_b, delays, seed = 0.0, (0.3, 0.3), 0
+    else:
+        a, b, wav, wav2, still = t3, t1, m / "yongen.wav", m / "eng.wav", m / "sit.jpeg"
+        common = {"fps": 30.0, "size": (640, 360)}
+        pitch_b, delays, seed = -3.0, (0.25, 0.4), 100
+    music = music_wav(work / f"music_{split}.wav", 6.0, seed=seed)
+    p2 = [0.0, pitch_b]
+    return {
+        "swap": {**common, "sources": [a, b], "pitch": p2, "turns": [(0.0, 6.0, 0), (6.0, 12.0, 1)]},
+        "late": {**common, "sources": [a, b, still], "pitch": p2 + [0.0], "audio_delay": [delays[0], 0.0, 0.0],
+                 "turns": random_turns([0, 1], 14.0, gap_prob=0.2, seed=seed + 1)},
+        "late2": {**common, "sources": [b, a], "pitch": [pitch_b, 0.0], "audio_delay": [delays[1], 0.0],
+                  "turns": random_turns([0, 1], 14.0, gap_prob=0.2, seed=seed + 2)},
+        "three": {**common, "sources": [t1, t2, t3, still],
+                  "turns": random_turns([0, 1, 2], 16.0, gap_prob=0.2, seed=seed + 3)},
+        "four": {**common, "sources": [t1, t2, t3, t2, still], "pitch": [0.0, 0.0, 0.0, 4.0, 0.0],
+                 "turns": random_turns([0, 1, 2, 3], 18.0, gap_prob=0.2, seed=seed + 4)},
+        "offscreen": {**common, "sources": [a, wav, still],
+                      "turns": random_turns([0, 1], 14.0, gap_prob=0.2, seed=seed + 5)},
+        "noface": {**common, "sources": [wav, wav2], "turns": random_turns([0, 1], 12.0, seed=seed + 6)},
+        "silence": {**common, "sources": [a], "turns": [(0.0, 8.0, None)], "duration": 8.0},
+        "music": {**common, "sources": [a, music], "nonspeech": [1],
+                  "turns": [(0.0, 3.0, 0), (3.0, 7.0, 1), (7.0, 10.0, 0)]},
+        "short": {**common, "sources": [a, b], "pitch": p2, "turns": [(0.0, 0.9, 0), (0.9, 1.8, 1)]},
+        "overlap": {**common, "sources": [a, b], "pitch": p2, "turns": [(0.0, 5.0, 0), (5.0, 10.0, 1)],
+                    "overlaps": [(3.0, 4.5, 1)]},
+        "gap": {**common, "sources": [a, b], "pitch": p2,
+                "turns": [(0.0, 3.0, 0), (3.0, 6.0, 1), (6.0, 12.0, None), (12.0, 15.0, 0)]},
+    }

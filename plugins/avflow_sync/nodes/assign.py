@@ -20,10 +20,10 @@ class AssignConfig:
                                           "of the pooled sync curve); null: the scorer's own (sync.motion "
                                           "0.08, sync.syncnet 0.05)")
     min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
-    split_min: float = param(2.0, "seconds of a voice's turns that must point at another face than the "
-                                  "voice's own for the voice to be split in two (two similar voices merged)",
-                             min=0.0)
-    split_margin: float = param(0.05, "how much more confident those turns must be of the other face", min=0.0)
+    split_min: float = param(1.5, "seconds of speech a part of a voice (voice.cluster's finer groups) needs "
+                                  "for its lips to split it from the voice (two similar voices merged)", min=0.0)
+    split_margin: float = param(0.05, "how much more confident such a part must be of its face than of the "
+                                      "voice's own", min=0.0)
     plot_window: int = param(25, "frames of the moving mean of the per-track curves (as plotted)", min=1)
 
 
@@ -39,8 +39,9 @@ class VoiceAssigner(Node):
     a synchrony curve over audio offsets whose peak minus median is the confidence, and whose
     peak is the face's A/V offset. Voices and faces are paired one to one
     (``linear_sum_assignment``); a voice whose best face is not above ``threshold`` has no visible
-    face (an off-screen voice). A voice whose turns clearly point at two faces (``split_min``
-    seconds at another face, ``split_margin`` more confident) is split into two voices first.
+    face (an off-screen voice). A voice whose parts (``voice.cluster``'s finer groups of windows)
+    point clearly at another face than its own (at least ``split_min`` seconds of speech,
+    ``split_margin`` more confident) is split first: two similar voices the audio merged.
     Every frame's speaker is then the face of the voice heard in it, when that face is visible
     (null otherwise: silence, an off-screen voice, or the face gone from view).
 
@@ -100,14 +101,16 @@ class VoiceAssigner(Node):
         turns = [dict(t) for t in (getattr(v, "turns", None) or [])]
         speech = list(getattr(v, "speech", None) or [])
         threshold = c.threshold if c.threshold is not None else THRESHOLDS.get(self._scale or "motion", 0.08)
-        frame_voice = self._frame_voices(times, turns, speech)
         voice_ids = [x["id"] for x in (getattr(v, "voices", None) or [])]
         tracks = sorted({t for *_, ids in frames for t in ids})
-        result = self._assign(frames, frame_voice, voice_ids, tracks, turns, threshold)
-        if result["split"]:
-            frame_voice = self._frame_voices(times, turns, speech)
-            voice_ids = voice_ids + result["split"]
-            result = self._assign(frames, frame_voice, voice_ids, tracks, turns, threshold)
+        pool = self._pool(frames, self._frame_turns(times, turns), turns)
+        result = self._assign(pool, voice_ids, tracks, threshold)
+        split = self._split(pool, result, turns, voice_ids, tracks, threshold)
+        if split:
+            voice_ids = voice_ids + split
+            pool = self._pool(frames, self._frame_turns(times, turns), turns)
+            result = self._assign(pool, voice_ids, tracks, threshold)
+        frame_voice = [turns[i]["voice"] if i is not None else None for i in self._frame_turns(times, turns)]
         face_of = {vid: info["speaker"] for vid, info in result["voices"].items()}
         offsets = {info["speaker"]: info["offset_frames"] for info in result["voices"].values() if info["speaker"]}
         curves = self._curves(frames, offsets)
@@ -137,78 +140,88 @@ class VoiceAssigner(Node):
         return {"active": records, "voices": summary}
 
     @staticmethod
-    def _frame_voices(times: list[float], turns: list[dict], speech) -> list[str | None]:
+    def _frame_turns(times: list[float], turns: list[dict]) -> list[int | None]:
+        """Per frame, the index of the turn it lies in (None: nobody heard)."""
         starts = [t["start"] for t in turns]
-        out: list[str | None] = []
+        out: list[int | None] = []
         for t in times:
             i = bisect_right(starts, t + 1e-9) - 1
-            out.append(turns[i]["voice"] if i >= 0 and t < turns[i]["end"] - 1e-9 else None)
+            out.append(i if i >= 0 and t < turns[i]["end"] - 1e-9 else None)
         return out
 
-    def _assign(self, frames, frame_voice, voice_ids, tracks, turns, threshold) -> dict:
-        c = self.config
+    def _pool(self, frames, frame_turns, turns) -> EvidencePool:
+        """Evidence summed per voice and per part of a voice, for every track."""
         pool = EvidencePool()
-        turn_of = self._turn_index(frames, turns)
-        for (idx, *_), vid, ti in zip(frames, frame_voice, turn_of):
-            if vid is None:
+        for (idx, *_), ti in zip(frames, frame_turns):
+            if ti is None:
                 continue
+            turn = turns[ti]
             for ev in self._evidence.get(idx, []):
-                pool.add(vid, ev.track_id, ev.offsets, ev.values)
-                if ti is not None:
-                    pool.add(("turn", ti), ev.track_id, ev.offsets, ev.values)
+                pool.add(turn["voice"], ev.track_id, ev.offsets, ev.values)
+                if turn.get("part"):
+                    pool.add(("part", turn["part"]), ev.track_id, ev.offsets, ev.values)
+        return pool
+
+    def _confidences(self, pool: EvidencePool, key, tracks) -> tuple[np.ndarray, list]:
+        c = self.config
+        pooled = [pool.pooled(key, tid) for tid in tracks]
+        return np.array([p.confidence if p.frames >= c.min_frames else 0.0 for p in pooled]), pooled
+
+    def _assign(self, pool: EvidencePool, voice_ids, tracks, threshold) -> dict:
         frame_s = self._frame_s()
         conf = np.zeros((len(voice_ids), len(tracks)))
         pooled = {}
         for i, vid in enumerate(voice_ids):
-            for j, tid in enumerate(tracks):
-                p = pool.pooled(vid, tid)
-                pooled[(vid, tid)] = p
-                conf[i, j] = p.confidence if p.frames >= c.min_frames else 0.0
+            conf[i], pooled[vid] = self._confidences(pool, vid, tracks)
         chosen = assign_faces(conf, threshold)
-        out = {"voices": {}, "split": []}
+        out = {}
         for i, vid in enumerate(voice_ids):
             j = chosen[i]
-            tid = tracks[j] if j is not None else None
-            best = pooled.get((vid, tid)) if tid else None
-            out["voices"][vid] = {
-                "speaker": tid, "confidence": round(float(conf[i, j]), 4) if j is not None else
-                (round(float(conf[i].max()), 4) if len(tracks) else 0.0),
+            best = pooled[vid][j] if j is not None else None
+            out[vid] = {
+                "speaker": tracks[j] if j is not None else None,
+                "confidence": round(float(conf[i, j] if j is not None else (conf[i].max() if len(tracks) else 0.0)), 4),
                 "offset_frames": best.offset if best else 0,
                 "offset": round(best.offset * frame_s, 3) if best else None,
                 "evidence": {t: round(float(conf[i, k]), 4) for k, t in enumerate(tracks)}}
-        # two voices merged: turns of one voice whose lips point clearly at another face
-        taken = {tracks[j] for j in chosen if j is not None}
-        for i, vid in enumerate(voice_ids):
-            own = out["voices"][vid]["speaker"]
-            moved, seconds = [], 0.0
-            for ti, t in enumerate(turns):
-                if t["voice"] != vid:
-                    continue
-                per = {tid: pool.pooled(("turn", ti), tid) for tid in tracks}
-                scores = {tid: p.confidence for tid, p in per.items() if p.frames >= c.min_frames}
-                if not scores:
-                    continue
-                best_tid = max(scores, key=scores.get)
-                if (best_tid != own and best_tid not in taken and scores[best_tid] > threshold
-                        and scores[best_tid] - scores.get(own, 0.0) > c.split_margin):
-                    moved.append(ti)
-                    seconds += t["end"] - t["start"]
-            if moved and seconds >= c.split_min and len(moved) < sum(1 for t in turns if t["voice"] == vid):
-                new = f"{vid}b"
-                for ti in moved:
-                    turns[ti]["voice"] = new
-                out["split"].append(new)
-        return out
+        return {"voices": out}
 
-    @staticmethod
-    def _turn_index(frames, turns) -> list[int | None]:
-        starts = [t["start"] for t in turns]
-        out = []
-        for _, pts, tb, _ in frames:
-            t = float(pts * tb)
-            i = bisect_right(starts, t + 1e-9) - 1
-            out.append(i if i >= 0 and t < turns[i]["end"] - 1e-9 else None)
-        return out
+    def _split(self, pool, result, turns, voice_ids, tracks, threshold) -> list[str]:
+        """Two similar voices merged: parts of a voice (``voice.cluster``'s finer groups) whose lips
+        point clearly at another face than the voice's own become a voice of their own."""
+        c = self.config
+        if not tracks:
+            return []
+        seconds: dict[str, float] = {}
+        for t in turns:
+            if t.get("part"):
+                seconds[t["part"]] = seconds.get(t["part"], 0.0) + t.get("speech", t["end"] - t["start"])
+        used = [int(v.split("_")[1]) for v in voice_ids if v.split("_")[-1].isdigit()]
+        next_id = max(used, default=-1) + 1
+        new: list[str] = []
+        for vid in voice_ids:
+            own = result["voices"][vid]["speaker"]
+            parts = sorted({t["part"] for t in turns if t["voice"] == vid and t.get("part")})
+            if len(parts) < 2:
+                continue
+            groups: dict[str, list[str]] = {}
+            for part in parts:
+                conf, _ = self._confidences(pool, ("part", part), tracks)
+                best = int(np.argmax(conf))
+                own_conf = conf[tracks.index(own)] if own in tracks else 0.0
+                if (tracks[best] != own and conf[best] > threshold and conf[best] - own_conf > c.split_margin
+                        and seconds.get(part, 0.0) >= c.split_min):
+                    groups.setdefault(tracks[best], []).append(part)
+            for face, moved in groups.items():
+                if len(moved) == len(parts):
+                    continue  # all of the voice points elsewhere: the assignment, not a split
+                nid = f"voice_{next_id}"
+                next_id += 1
+                for t in turns:
+                    if t.get("part") in moved:
+                        t["voice"] = nid
+                new.append(nid)
+        return new
 
     def _frame_s(self) -> float:
         for evs in self._evidence.values():

@@ -32,6 +32,9 @@ class ClusterConfig:
                                             "overlap_min seconds, are recorded as overlapping speech",
                                       min=0.0, max=1.0)
     overlap_min: float = param(1.0, "shortest recorded overlap (s)", min=0.0)
+    part_threshold: float = param(0.25, "within a voice, windows are grouped again at this finer cosine distance "
+                                        "(parts; sync.assign splits a voice whose parts' lips point at "
+                                        "different faces)", min=0.0, max=2.0)
     max_items: int = param(2000, "windows clustered directly; more are first summarised by k-means "
                                  "(memory stays bounded on long input)", min=10)
 
@@ -100,7 +103,7 @@ class VoiceClusterer(Node):
         speech = [(round(a, 3), round(b, 3)) for a, b in self._speech_runs]
         if not self._vectors:
             if speech:
-                ctx.logger.info("voice.cluster: %.1f s of speech, too little for a voice embedding", 
+                ctx.logger.info("voice.cluster: %.1f s of speech, too little for a voice embedding",
                                 sum(b - a for a, b in speech))
             return {"voices": VoiceTurns(pts=0, time_base=Fraction(1), speech=speech)}
         emb = np.stack(self._vectors)
@@ -108,74 +111,114 @@ class VoiceClusterer(Node):
         order = np.argsort(centres, kind="stable")
         emb, centres = emb[order], centres[order]
         self._spans = [self._spans[i] for i in order]
-        voices = cluster_voices(emb, threshold=c.threshold, num_speakers=c.num_speakers,
+        hops = self._hops_of_speech()
+        nearest = self._window_of(centres, hops)
+        seconds = np.bincount(nearest, minlength=len(emb)) * self._hop  # speech each window stands for
+        voices = cluster_voices(emb, threshold=c.threshold, num_speakers=c.num_speakers, weights=seconds,
                                 min_speakers=c.min_speakers, max_speakers=c.max_speakers, max_items=c.max_items)
         if c.num_speakers is None:
-            step = float(np.median(np.diff(centres))) if len(centres) > 1 else 1.0
-            voices = merge_small(voices, emb, np.full(len(emb), step), c.min_voice, keep=c.min_speakers)
+            voices = merge_small(voices, emb, seconds, c.min_voice, keep=c.min_speakers)
         sim = emb.astype(np.float64) @ voices.centroids.T
         labels = segment_voices(sim, c.switch_cost)
-        turns = self._turns(centres, labels, sim)
+        parts = self._parts(emb, labels, seconds)
+        hop_labels, hop_windows = self._hop_labels(centres, labels, sim, hops)
+        turns = self._turns(hops, hop_labels, parts[hop_windows])
         ids = self._ids(turns)
         for t in turns:
+            t["part"] = f"{ids[t['voice']]}.{t['part']}"
             t["voice"] = ids[t["voice"]]
         listed = []
         for k, vid in sorted(((k, v) for k, v in ids.items()), key=lambda kv: int(kv[1].split("_")[1])):
             mine = [t for t in turns if t["voice"] == vid]
-            listed.append({"id": vid, "speech": round(sum(t["speech"] for t in mine), 3), "turns": len(mine)})
+            listed.append({"id": vid, "speech": round(sum(t["speech"] for t in mine), 3), "turns": len(mine),
+                           "parts": sorted({t["part"] for t in mine})})
         overlaps = self._overlaps(centres, sim, labels, ids)
         ctx.logger.info("%d voices in %.1f s of speech (%d windows)", len(listed),
                         sum(b - a for a, b in speech), len(emb))
         return {"voices": VoiceTurns(pts=0, time_base=Fraction(1), turns=turns, voices=listed,
                                      speech=speech, overlaps=overlaps)}
 
-    def _turns(self, centres: np.ndarray, labels: np.ndarray, sim: np.ndarray) -> list[dict]:
-        """Speech runs cut where the nearest window's voice changes, then short pauses bridged."""
-        pieces: list[list] = []  # [voice, start, end, speech seconds]
-        hop = self._hop
-        for a, b in self._speech_runs:
-            n = max(1, int(round((b - a) / hop)))
-            mids = a + (np.arange(n) + 0.5) * hop
-            lab = self._hop_labels(centres, labels, sim, mids)
-            start = 0
-            for i in range(1, n + 1):
-                if i == n or lab[i] != lab[start]:
-                    pieces.append([int(lab[start]), a + start * hop, a + i * hop, (i - start) * hop])
-                    start = i
+    def _hops_of_speech(self) -> np.ndarray:
+        """Centre times of every 32 ms hop of speech."""
+        mids = [a + (np.arange(max(1, int(round((b - a) / self._hop)))) + 0.5) * self._hop
+                for a, b in self._speech_runs]
+        return np.concatenate(mids) if mids else np.zeros(0)
+
+    def _parts(self, emb: np.ndarray, labels: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """Within each voice, groups of windows clustered at the finer ``part_threshold``: the
+        pieces ``sync.assign`` checks against the faces (two similar voices merged into one show
+        up as parts whose lips point at different faces)."""
+        parts = np.zeros(len(emb), np.int64)
+        for k in np.unique(labels):
+            idx = np.flatnonzero(labels == k)
+            if len(idx) > 1:
+                sub = cluster_voices(emb[idx], threshold=self.config.part_threshold, weights=seconds[idx],
+                                     max_items=self.config.max_items)
+                parts[idx] = merge_small(sub, emb[idx], seconds[idx], self.config.min_voice).labels
+        return parts
+
+    def _turns(self, hops: np.ndarray, voice: np.ndarray, part: np.ndarray) -> list[dict]:
+        """Runs of hops of one voice and part; pauses shorter than ``min_pause`` bridged."""
         turns: list[dict] = []
-        for voice, s, e, sp in pieces:
+        hop = self._hop
+        for i, t in enumerate(hops.tolist()):
+            s, e = t - hop / 2, t + hop / 2
             last = turns[-1] if turns else None
-            if last is not None and last["voice"] == voice and s - last["end"] < self.config.min_pause + 1e-9:
-                last["end"], last["speech"] = e, last["speech"] + sp
+            if (last is not None and last["voice"] == int(voice[i]) and last["part"] == int(part[i])
+                    and s - last["end"] < self.config.min_pause + 1e-9):
+                last["end"], last["speech"] = e, last["speech"] + hop
             else:
-                turns.append({"voice": voice, "start": s, "end": e, "speech": sp})
-        return [{"voice": t["voice"], "start": round(t["start"], 3), "end": round(t["end"], 3),
+                turns.append({"voice": int(voice[i]), "part": int(part[i]), "start": s, "end": e, "speech": hop})
+        return [{"voice": t["voice"], "part": t["part"], "start": round(t["start"], 3), "end": round(t["end"], 3),
                  "speech": round(t["speech"], 3)} for t in turns]
 
-    def _hop_labels(self, centres: np.ndarray, labels: np.ndarray, sim: np.ndarray,
-                    times: np.ndarray) -> np.ndarray:
-        """The voice of each time: of the windows whose span holds it (any window if none does:
-        a short burst between utterances), the nearest centre before and after it; where their
-        voices differ, the one whose similarity, interpolated between the two centres, is higher,
-        so that a change falls where the centred windows' similarities cross."""
+    def _neighbours(self, centres: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per time, the window centred last before it and first after it (-1: none), each kept
+        only if its span holds the time, unless neither does (a short burst between
+        utterances: then the nearest window). Windows are sorted by centre: O(n log m)."""
         starts = np.array([s for s, _ in self._spans])
         ends = np.array([e for _, e in self._spans])
-        out = np.zeros(len(times), np.int64)
-        for i, t in enumerate(times):
-            inside = np.flatnonzero((starts <= t) & (t < ends))
-            pool = inside if inside.size else np.arange(len(centres))
-            before, after = pool[centres[pool] <= t], pool[centres[pool] > t]
-            a = before[np.argmax(centres[before])] if before.size else None
-            b = after[np.argmin(centres[after])] if after.size else None
-            if a is None or b is None or labels[a] == labels[b]:
-                out[i] = labels[a if a is not None else b]
-                continue
-            w = (t - centres[a]) / max(centres[b] - centres[a], 1e-9)
-            va, vb = labels[a], labels[b]
-            score_a = (1 - w) * sim[a, va] + w * sim[b, va]
-            score_b = (1 - w) * sim[a, vb] + w * sim[b, vb]
-            out[i] = va if score_a >= score_b else vb
-        return out
+        m = len(centres)
+        b = np.searchsorted(centres, times, side="right")
+        a = b - 1
+        a_ok = (a >= 0) & (starts[np.clip(a, 0, m - 1)] <= times) & (times < ends[np.clip(a, 0, m - 1)])
+        b_ok = (b < m) & (starts[np.clip(b, 0, m - 1)] <= times) & (times < ends[np.clip(b, 0, m - 1)])
+        neither = ~a_ok & ~b_ok
+        da = np.where(a >= 0, times - centres[np.clip(a, 0, m - 1)], np.inf)
+        db = np.where(b < m, centres[np.clip(b, 0, m - 1)] - times, np.inf)
+        near = np.where(da <= db, a, b)
+        a = np.where(a_ok, a, np.where(neither, near, -1))
+        b = np.where(b_ok & ~neither, b, -1)
+        return a, b
+
+    def _window_of(self, centres: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Per time, the nearest of its neighbour windows (:meth:`_neighbours`)."""
+        a, b = self._neighbours(centres, times)
+        da = np.where(a >= 0, np.abs(times - centres[np.maximum(a, 0)]), np.inf)
+        db = np.where(b >= 0, np.abs(centres[np.maximum(b, 0)] - times), np.inf)
+        return np.where(da <= db, a, b)
+
+    def _hop_labels(self, centres: np.ndarray, labels: np.ndarray, sim: np.ndarray,
+                    times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The voice of each time, and the window it follows: of its neighbour windows
+        (:meth:`_neighbours`), the nearest; where the two neighbours' voices differ, the voice
+        whose similarity, interpolated between the two centres, is higher, so that a change
+        falls where the centred windows' similarities cross."""
+        a, b = self._neighbours(centres, times)
+        used = self._window_of(centres, times)
+        out = labels[used].copy()
+        both = (a >= 0) & (b >= 0)
+        both[both] = labels[a[both]] != labels[b[both]]
+        if both.any():
+            ia, ib, t = a[both], b[both], times[both]
+            w = (t - centres[ia]) / np.maximum(centres[ib] - centres[ia], 1e-9)
+            va, vb = labels[ia], labels[ib]
+            score_a = (1 - w) * sim[ia, va] + w * sim[ib, va]
+            score_b = (1 - w) * sim[ia, vb] + w * sim[ib, vb]
+            pick_a = score_a >= score_b
+            out[both] = np.where(pick_a, va, vb)
+            used[both] = np.where(pick_a, ia, ib)
+        return out, used
 
     @staticmethod
     def _ids(turns: list[dict]) -> dict[int, str]:

@@ -1,0 +1,85 @@
+"""Diarization accuracy per fixture type, for the voices decision and the per-frame one.
+
+Every case of :func:`avflow.testing.compose.diarization_suite` is composed (``--split tune``:
+the set parameters were tuned on; ``test``: never tuned on) and run through the real
+``graphs/diarize.yaml``; frame accuracy (6-frame collar, faces mapped to tiles by position:
+``avflow_sync.scoring``) and DER/JER (``avflow eval``'s ``evaluate``, 0.25 s collar) are
+printed per case, then the voice side's cost (``voice.*`` nodes' CPU seconds per minute of audio).
+
+    python bench/diarize_accuracy.py [--split test] [--cases swap,late] [--decisions voices,frame]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import MEDIA, machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", default="test", choices=["tune", "test"])
+    ap.add_argument("--cases", default="", help="comma-separated cases (default: all)")
+    ap.add_argument("--decisions", default="voices,frame")
+    ap.add_argument("--work", default=None, help="folder for fixtures and outputs (kept between runs)")
+    args = ap.parse_args()
+
+    import avflow
+    from avflow.evaluation import evaluate
+    from avflow.testing.compose import ComposedVideo, compose_speakers, diarization_suite
+    from avflow_sync.scoring import frame_accuracy
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="avflow-acc-"))
+    suite = diarization_suite(MEDIA, work, args.split)
+    cases = [c for c in args.cases.split(",") if c] or list(suite)
+    rows, voice_cpu, audio_s = [], 0.0, 0.0
+    for case in cases:
+        truth = work / f"{args.split}_{case}.json"
+        if truth.exists():
+            fx = ComposedVideo.load(truth)
+        else:
+            kw = dict(suite[case])
+            fx = compose_speakers(kw.pop("sources"), kw.pop("turns"), out=work / f"{args.split}_{case}.mp4", **kw)
+            fx.save(truth)
+        fx.rttm(work / f"{args.split}_{case}.rttm")
+        row = {"case": case, "seconds": round(fx.duration, 1)}
+        for decision in args.decisions.split(","):
+            out = work / f"out_{args.split}_{case}_{decision}"
+            t0 = time.perf_counter()
+            r = avflow.run(REPO / "graphs" / "diarize.yaml", {"video": str(fx.path), "decision": decision},
+                           output_dir=out, device="cpu")
+            wall = time.perf_counter() - t0
+            doc = r.outputs["diarization"].data
+            acc = frame_accuracy(fx, doc)
+            row[decision] = round(acc, 3)
+            try:
+                ev = evaluate(work / f"{args.split}_{case}.rttm", out)
+                row[f"{decision}_der"] = round(ev["der"], 3)
+            except Exception as exc:  # noqa: BLE001 - an empty reference has no DER
+                row[f"{decision}_der"] = None
+            row[f"{decision}_wall_s"] = round(wall, 1)
+            if decision == "voices":
+                row["found"] = [(v["id"], v["speaker"], v["confidence"], v["offset"]) for v in doc.get("voices", [])]
+                voice_cpu += sum(s.cpu_s for s in r.stats if s.node in ("vad", "embed", "voices"))
+                audio_s += fx.duration
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for decision in args.decisions.split(","):
+        accs = [r[decision] for r in rows if r.get(decision) == r.get(decision)]
+        print(f"{decision}: mean frame accuracy {sum(accs) / len(accs):.3f}, min {min(accs):.3f} over {len(accs)} cases")
+    if audio_s:
+        print(f"voice side: {voice_cpu:.2f} CPU s for {audio_s:.0f} s of audio = {60 * voice_cpu / audio_s:.2f} CPU s "
+              f"per minute ({100 * voice_cpu / audio_s:.1f} % of real time)")
+    print(json.dumps({"machine": machine(), "split": args.split, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
