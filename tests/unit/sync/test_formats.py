@@ -58,12 +58,7 @@ def test_webvtt_round_trip_with_voice_spans(tmp_path):
     assert [c.voice for c in cues] == ["face_0", "voice_1", "face_1"]
     assert [c.text for c in cues] == ["face_0 (voice_0)", "voice_1 (off screen)", "face_1 (voice_2)"]
     assert [c.identifier for c in cues] == ["1", "2", "3"]
-    assert [(c.voice, _clock_ms(c.start), _clock_ms(c.end)) for c in cues] == expected(doc)
-
-
-def _clock_ms(text):
-    h, m, s = text.split(":")
-    return (int(h) * 3600 + int(m) * 60) * 1000 + round(float(s.replace(",", ".")) * 1000)
+    assert [(c.voice, c.start_time.in_milliseconds(), c.end_time.in_milliseconds()) for c in cues] == expected(doc)
 
 
 def test_srt_round_trip(tmp_path):
@@ -72,7 +67,8 @@ def test_srt_round_trip(tmp_path):
     path.write_text(formats.srt(doc), encoding="utf-8")
     cues = webvtt.from_srt(str(path))
     assert [c.text for c in cues] == ["face_0 (voice_0)", "voice_1 (off screen)", "face_1 (voice_2)"]
-    assert [(c.text.split()[0], _clock_ms(c.start), _clock_ms(c.end)) for c in cues] == expected(doc)
+    assert [(c.text.split()[0], c.start_time.in_milliseconds(), c.end_time.in_milliseconds())
+            for c in cues] == expected(doc)
     assert formats.srt({"schema": "avflow.diarization/1", "segments": []}) == ""
 
 
