@@ -222,9 +222,10 @@ def to_supervisions(source: Any, recording_id: str | None = None) -> list:
 
 def to_supervision_set(source: Any, recording_id: str | None = None):
     """A lhotse ``SupervisionSet`` of :func:`to_supervisions`."""
+    segments = to_supervisions(source, recording_id)  # first: its ImportError names the package
     from lhotse import SupervisionSet
 
-    return SupervisionSet.from_segments(to_supervisions(source, recording_id))
+    return SupervisionSet.from_segments(segments)
 
 
 def _pyannote():

@@ -151,8 +151,9 @@ def test_lhotse_supervisions(tmp_path):
 
 def test_missing_libraries_name_the_pip_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "lhotse", None)
-    with pytest.raises(ImportError, match="pip install lhotse"):
-        formats.to_supervisions(voices_doc())
+    for convert in (formats.to_supervisions, formats.to_supervision_set):
+        with pytest.raises(ImportError, match="pip install lhotse"):
+            convert(voices_doc())
     monkeypatch.setitem(sys.modules, "pyannote.core", None)
     with pytest.raises(ImportError, match="pip install pyannote.core"):
         formats.to_annotation(voices_doc())
