@@ -11,13 +11,15 @@ The public API, for embedding:
 
 and for writing plugins: :class:`Node`, :class:`Port`, :func:`param`, :data:`hookimpl`, the
 payload classes in :mod:`avflow.payloads`, :func:`atomic_path` / :func:`write_text_atomic` (outputs
-written atomically) and :func:`resolve_device` (``auto`` -> ``cuda`` or ``cpu``).
+written atomically), :func:`resolve_device` (``auto`` -> ``cuda`` or ``cpu``) and :func:`read_rttm`
+(RTTM from any tool, as :mod:`avflow.evaluation` reads it).
 
 Plugins import only the names in ``__all__`` (from ``avflow`` or the module that defines them);
 everything else is internal and may change.
 """
 
 from .executors import collect_inputs, run_many
+from .evaluation import read_rttm
 from .errors import (AvflowError, Cancelled, GraphValidationError, InputError, Issue, ModelError,
                      NodeError, PluginError)
 from .graph.load import load_graph
@@ -41,5 +43,5 @@ __all__ = [
     "ModelError", "ModelFile", "ModelScaffold", "Node", "NodeContext", "NodeError", "NoConfig", "Payload", "Plan",
     "PluginError", "Port", "ProgressEvent", "Record", "Registry", "RunResult", "Runner", "Score",
     "Tensor", "TrackedFaces", "VideoFrame", "atomic_path", "collect_inputs", "get_plugin_manager", "hookimpl",
-    "hookspec", "load_graph", "param", "resolve_device", "run", "run_many", "validate", "write_text_atomic",
+    "hookspec", "load_graph", "param", "read_rttm", "resolve_device", "run", "run_many", "validate", "write_text_atomic",
 ]

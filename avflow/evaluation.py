@@ -14,12 +14,17 @@ whose ``diarization.rttm`` is read and whose ``diarization.json`` gives the fram
 - **Frame accuracy**: at each frame time of the hypothesis (its fps), whether the mapped
   speaker, or nobody, agrees with the reference; frames within ``frame_collar`` frames of a
   reference change are not counted. The same one-to-one mapping as DER.
+
+RTTM from other tools (pyannote, dscore, AVA-AVD) is read as it is: file ids with dots,
+``<NA>`` fields, tabs or several spaces, a byte-order mark, overlapping turns, several file ids
+in one file. Files are scored per file id (see :func:`evaluate`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from .errors import InputError
@@ -33,34 +38,39 @@ class Turn:
     start: float
     end: float
     speaker: str
+    channel: str = "1"
 
 
 def read_rttm(path: str | Path) -> list[Turn]:
-    """SPEAKER lines of an RTTM file (other line types are skipped; ``<NA>`` fields are fine;
-    file ids may contain dots; turns may overlap). A malformed line is an InputError naming it."""
+    """SPEAKER lines of an RTTM file, in file order (other line types and ``#`` comments are
+    skipped; ``<NA>`` fields are fine; file ids may contain dots; turns may overlap; fields may be
+    separated by tabs or several spaces). A malformed line is an InputError naming it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such RTTM file")
     turns = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         fields = line.split()
         if not fields or fields[0].startswith("#") or fields[0] != "SPEAKER":
             continue
         if len(fields) < 8:
             raise InputError(f"{path}:{n}: an RTTM SPEAKER line has at least 8 fields "
                              f"(SPEAKER file channel start duration <NA> <NA> speaker ...); got {len(fields)}")
-        try:
-            start, dur = float(fields[3]), float(fields[4])
-        except ValueError:
+        try:  # summed as decimals: "1.320 0.880" ends at 2.2, not 2.2000000000000002
+            start, dur = Decimal(fields[3]), Decimal(fields[4])
+            if not (start.is_finite() and dur.is_finite()):
+                raise ValueError
+        except (ArithmeticError, ValueError):
             raise InputError(f"{path}:{n}: start and duration must be numbers, got {fields[3]!r} {fields[4]!r}") from None
         if dur < 0:
             raise InputError(f"{path}:{n}: negative duration {dur}")
-        turns.append(Turn(fields[1], start, start + dur, fields[7]))
+        turns.append(Turn(fields[1], float(start), float(start + dur), fields[7], fields[2]))
     return turns
 
 
 def to_annotation(turns: list[Turn], uri: str | None = None):
-    """A ``pyannote.core.Annotation`` of the turns (every file id pooled under ``uri``)."""
+    """A ``pyannote.core.Annotation`` of the turns (every file id pooled under ``uri``: pass
+    one file's turns, see :func:`by_file`); a track per turn, so overlapping turns are kept."""
     from pyannote.core import Annotation, Segment
 
     ann = Annotation(uri=uri or (turns[0].file if turns else "file"))
@@ -68,6 +78,14 @@ def to_annotation(turns: list[Turn], uri: str | None = None):
         if t.end > t.start:
             ann[Segment(t.start, t.end), i] = t.speaker
     return ann
+
+
+def by_file(turns: list[Turn]) -> dict[str, list[Turn]]:
+    """The turns of each file id, in the order the ids first appear."""
+    out: dict[str, list[Turn]] = {}
+    for t in turns:
+        out.setdefault(t.file, []).append(t)
+    return out
 
 
 def _resolve(hyp: str | Path) -> tuple[Path, float | None, int | None]:
@@ -109,31 +127,75 @@ def frame_accuracy(reference: list[Turn], hypothesis: list[Turn], fps: float, n_
     return float(np.mean([r == h for r, h, k in zip(ref, hyp, keep) if k]))
 
 
+def scored_files(reference: list[Turn], hypothesis: list[Turn]) -> list[tuple[str, list[Turn], list[Turn]]]:
+    """Which turns are scored against which: ``(file id, reference turns, hypothesis turns)``.
+
+    - One file id on each side (or none): the two are paired, whatever their names (a diarize
+      run names its file after the video, a reference may name it otherwise).
+    - A hypothesis with one file id that the reference has (one diarize run against a
+      multi-file reference): that file only.
+    - Otherwise every file id of either side, a side without it counting as silent there
+      (missed speech, or false alarm), as dscore and pyannote.metrics score a corpus; no file id
+      in common is an InputError naming both sides' ids.
+    """
+    ref, hyp = by_file(reference), by_file(hypothesis)
+    if len(ref) <= 1 and len(hyp) <= 1:
+        return [(next(iter(ref), None) or next(iter(hyp), "file"), reference, hypothesis)]
+    if len(hyp) == 1 and next(iter(hyp)) in ref:
+        fid = next(iter(hyp))
+        return [(fid, ref[fid], hyp[fid])]
+    if not set(ref) & set(hyp):
+        raise InputError(f"the reference's file ids ({', '.join(ref) or 'none'}) and the hypothesis's "
+                         f"({', '.join(hyp) or 'none'}) have none in common")
+    return [(fid, ref.get(fid, []), hyp.get(fid, [])) for fid in dict.fromkeys([*ref, *hyp])]
+
+
 def evaluate(reference: str | Path, hypothesis: str | Path, *, collar: float = 0.25,
              frame_collar: int = 6) -> dict:
     """DER, JER (and frame accuracy when the hypothesis is an output folder) of ``hypothesis``.
 
+    Each file id is scored on its own (its own speaker mapping), the figures summed over the
+    files as pyannote.metrics accumulates them; :func:`scored_files` says which turns meet.
+
     :returns: ``{"der", "jer", "missed", "false_alarm", "confusion", "total", "mapping",
-        "frame_accuracy" (or None), "collar"}``; components in seconds.
+        "frame_accuracy" (or None), "collar", "files"}``; components in seconds; ``files``: the
+        same figures (and ``mapping``) per file id; ``mapping`` is the one file's, or with
+        several files ``{file id: mapping}``.
     """
+    import warnings
+
     from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
     ref_turns = read_rttm(reference)
     hyp_path, fps, n_frames = _resolve(hypothesis)
     hyp_turns = read_rttm(hyp_path)
-    ref, hyp = to_annotation(ref_turns, "file"), to_annotation(hyp_turns, "file")
-    import warnings
-
     der_metric = DiarizationErrorRate(collar=2 * collar, skip_overlap=False)
-    with warnings.catch_warnings():  # no UEM given: scored over both files' extent, as documented
-        warnings.simplefilter("ignore", UserWarning)
-        detail = der_metric(ref, hyp, detailed=True)
-        jer = JaccardErrorRate(collar=2 * collar, skip_overlap=False)(ref, hyp)
-    mapping = {str(h): str(r) for h, r in der_metric.optimal_mapping(ref, hyp).items()}
+    jer_metric = JaccardErrorRate(collar=2 * collar, skip_overlap=False)
+    files: dict[str, dict] = {}
+    pairs = scored_files(ref_turns, hyp_turns)
+    for fid, r_turns, h_turns in pairs:
+        ref, hyp = to_annotation(r_turns, fid), to_annotation(h_turns, fid)
+        with warnings.catch_warnings():  # no UEM given: scored over both files' extent, as documented
+            warnings.simplefilter("ignore", UserWarning)
+            detail = der_metric(ref, hyp, detailed=True)
+            # JER is a mean over reference speakers: none for a file only the hypothesis has
+            jer = jer_metric(ref, hyp) if ref.labels() else float("nan")
+            mapping = {str(h): str(r) for h, r in der_metric.optimal_mapping(ref, hyp).items()}
+        files[fid] = {**_figures(detail), "jer": float(jer), "mapping": mapping}
     acc = None
-    if fps and n_frames:
-        acc = frame_accuracy(ref_turns, hyp_turns, fps, n_frames, mapping, frame_collar)
-    return {"der": float(detail["diarization error rate"]), "jer": float(jer),
-            "missed": float(detail["missed detection"]), "false_alarm": float(detail["false alarm"]),
-            "confusion": float(detail["confusion"]), "total": float(detail["total"]),
-            "mapping": mapping, "frame_accuracy": acc, "collar": collar}
+    if fps and n_frames and len(pairs) == 1:
+        _, r_turns, h_turns = pairs[0]
+        acc = frame_accuracy(r_turns, h_turns, fps, n_frames, files[pairs[0][0]]["mapping"], frame_collar)
+    total = {c: der_metric[c] for c in ("missed detection", "false alarm", "confusion", "total")}
+    total["diarization error rate"] = abs(der_metric)
+    mapping = (next(iter(files.values()))["mapping"] if len(files) == 1
+               else {fid: f["mapping"] for fid, f in files.items()})
+    jer_total = abs(jer_metric) if jer_metric["speaker count"] else float("nan")
+    return {**_figures(total), "jer": float(jer_total), "mapping": mapping, "frame_accuracy": acc,
+            "collar": collar, "files": files}
+
+
+def _figures(detail) -> dict[str, float]:
+    return {"der": float(detail["diarization error rate"]), "missed": float(detail["missed detection"]),
+            "false_alarm": float(detail["false alarm"]), "confusion": float(detail["confusion"]),
+            "total": float(detail["total"])}

@@ -155,12 +155,28 @@ def field_default(f: dataclasses.Field) -> Any:
     return None
 
 
+def check_choices(value: Any, choices: Any) -> str | None:
+    """The problem with ``value`` against ``choices`` (None: no choices), or None. A list value
+    checks each item: its choices are what the list may hold."""
+    if choices is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        bad = [v for v in value if v not in choices]
+        if bad:
+            return (f"unknown {', '.join(repr(v) for v in bad)} in {list(value)!r}; "
+                    f"each item must be one of {', '.join(repr(c) for c in choices)}")
+        return None
+    if value not in choices:
+        return f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+    return None
+
+
 def check_bounds(value: Any, f: dataclasses.Field) -> str | None:
     """The problem with ``value`` against a field's declared choices/bounds, or None."""
     meta = f.metadata or {}
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        return f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+    problem = check_choices(value, meta.get("choices"))
+    if problem:
+        return problem
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if lo is not None and value < lo:

@@ -18,8 +18,10 @@ import click
 def eval_(reference: str, hypothesis: str, collar: float, frame_collar: int, as_json: bool) -> None:
     """DER and JER of HYPOTHESIS (an RTTM, or a diarize output folder) against REFERENCE (RTTM).
 
-    Scored with pyannote.metrics (speakers mapped one to one; overlap scored). With an output
-    folder, also the frame accuracy at its frame rate. Exit 2 on a missing or malformed file.
+    Scored with pyannote.metrics (speakers mapped one to one; overlap scored), each file id of
+    the RTTMs on its own and summed (one file id on each side: paired whatever their names). With
+    an output folder, also the frame accuracy at its frame rate. Exit 2 on a missing or
+    malformed file.
     """
     from ..evaluation import evaluate
 
@@ -32,4 +34,9 @@ def eval_(reference: str, hypothesis: str, collar: float, frame_collar: int, as_
     click.echo(f"JER {r['jer']:.4f}")
     if r["frame_accuracy"] is not None:
         click.echo(f"frame accuracy {r['frame_accuracy']:.4f} (collar {frame_collar} frames)")
-    click.echo("mapping " + ", ".join(f"{h} -> {ref}" for h, ref in sorted(r["mapping"].items())))
+    if len(r["files"]) == 1:
+        click.echo("mapping " + ", ".join(f"{h} -> {ref}" for h, ref in sorted(r["mapping"].items())))
+        return
+    for fid, f in r["files"].items():
+        click.echo(f"  {fid}: DER {f['der']:.4f}, JER {f['jer']:.4f} of {f['total']:.2f} s; mapping "
+                   + (", ".join(f"{h} -> {ref}" for h, ref in sorted(f["mapping"].items())) or "(none)"))

@@ -26,7 +26,8 @@ A graph file looks like this::
 inside a longer string it is replaced by its text.
 
 ``when:`` enables a node only under a condition on graph params: ``"${save_faces}"`` (a bool),
-``"${scorer} == syncnet"`` or ``"${scorer} != motion"``. A disabled node and its connections
+``"${scorer} == syncnet"``, ``"${scorer} != motion"``, or for a list param
+``"annotated in ${outputs}"`` / ``"annotated not in ${outputs}"``. A disabled node and its connections
 are left out, so an input may list alternative sources (``[motion.scores, syncnet.scores]``)
 as long as only one of them is enabled.
 """
@@ -71,7 +72,7 @@ class NodeSpec:
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, list[PortRef]] = field(default_factory=dict)
     doc: str = ""
-    when: str | bool | None = None  # "${flag}", "${name} == value" or "${name} != value"
+    when: str | bool | None = None  # "${flag}", "${name} == value", "${name} != value", "value [not] in ${list}"
     line: int | None = None
     param_lines: dict[str, int] = field(default_factory=dict)
     input_lines: dict[str, int] = field(default_factory=dict)

@@ -20,7 +20,7 @@ from ..node import Node
 from ..payloads import Payload
 from ..registry import Registry
 from .spec import GraphSpec, NodeSpec, PortRef
-from ..params import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, coerce, config_fields,
+from ..params import (GRAPH_PARAM_TYPES, ParamTypeError, check_bounds, check_choices, coerce, config_fields,
                     field_required, type_name, types_compatible)
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -183,9 +183,11 @@ class _Validation:
                     self.issue(f"graph parameter '{p.name}': {exc}", p.line, field=p.name)
                     self.values[p.name] = _Unbound(p.name)  # reported once, not again at every use
                     continue
-                if p.choices is not None and value not in p.choices:
-                    self.issue(f"graph parameter '{p.name}': expected one of "
-                               f"{', '.join(repr(c) for c in p.choices)}, got {value!r}", p.line, field=p.name)
+                problem = check_choices(value, p.choices)
+                if problem:
+                    self.issue(f"graph parameter '{p.name}': {problem}", p.line, field=p.name)
+                    self.values[p.name] = _Unbound(p.name)
+                    continue
             self.values[p.name] = value
 
     # -- ${param} substitution ---------------------------------------------------------------
@@ -401,6 +403,9 @@ class _Validation:
 
 
 _WHEN = re.compile(r"^\s*\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*(?:(==|!=)\s*(.*?))?\s*$")
+_WHEN_IN = re.compile(r"^\s*(.*?)\s+(in|not in)\s+\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*$")
+_WHEN_FORMS = ("\"${flag}\", \"${name} == value\", \"${name} != value\", \"value in ${list}\" "
+               "or \"value not in ${list}\"")
 
 
 def _enabled(node: NodeSpec, spec: GraphSpec, values: dict[str, Any], issue) -> bool:
@@ -408,12 +413,14 @@ def _enabled(node: NodeSpec, spec: GraphSpec, values: dict[str, Any], issue) -> 
     when = node.when
     if when is None or isinstance(when, bool):
         return when is not False
-    m = _WHEN.match(str(when))
-    if not m:
-        issue(f"invalid when {when!r}: write \"${{flag}}\", \"${{name}} == value\" or \"${{name}} != value\"",
-              node.line, node=node.id)
+    m, m_in = _WHEN.match(str(when)), _WHEN_IN.match(str(when))
+    if not m and not m_in:
+        issue(f"invalid when {when!r}: write {_WHEN_FORMS}", node.line, node=node.id)
         return True
-    name, op, rhs = m.groups()
+    if m:
+        name, op, rhs = m.groups()
+    else:
+        rhs, op, name = m_in.groups()
     if name not in spec.params:
         issue(f"when: unknown graph parameter ${{{name}}}; {_close(name, list(spec.params))}"
               f"parameters: {', '.join(spec.params) or '(none)'}", node.line, node=node.id)
@@ -427,8 +434,20 @@ def _enabled(node: NodeSpec, spec: GraphSpec, values: dict[str, Any], issue) -> 
     if op is None:
         return bool(value)
     rhs = rhs.strip().strip("'\"")
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    return (text == rhs) == (op == "==")
+    if m_in:
+        if not isinstance(value, (list, tuple)):
+            issue(f"when {when!r}: ${{{name}}} must be a list, got {value!r}", node.line, node=node.id)
+            return True
+        choices = spec.params[name].choices
+        if choices is not None and rhs not in [str(c) for c in choices]:
+            issue(f"when {when!r}: {rhs!r} is not one of ${{{name}}}'s choices: "
+                  f"{', '.join(map(str, choices))}", node.line, node=node.id)
+        return (rhs in [_text(v) for v in value]) == (op == "in")
+    return (_text(value) == rhs) == (op == "==")
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class _UnboundInString(Exception):

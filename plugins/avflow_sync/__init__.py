@@ -9,11 +9,13 @@ Nodes (one module each in :mod:`.nodes`):
   the voices (the default decision).
 - ``sync.smooth``, ``sync.speaker``: per-track smoothing, then the speaker per frame from the
   scores alone (``decision=frame``).
-- ``sync.diarization``: diarization.json, diarization.rttm, sync_signals.png.
+- ``sync.diarization``: diarization.json, diarization.rttm, WebVTT/SRT speaker captions, Audacity
+  and ELAN label tracks, sync_signals.png (those its ``outputs`` param names).
 - ``sync.annotate``: the annotated preview's frames; ``sync.face_clips``: one clip per face.
 
 Algorithms live in plain modules (:mod:`.mel`, :mod:`.windows`, :mod:`.syncnet`,
 :mod:`.motion_features`, :mod:`.assign`, :mod:`.smoothing`, :mod:`.decision`, :mod:`.report`,
+:mod:`.formats` (captions, label tracks, pyannote and lhotse objects from a run's result),
 :mod:`.scoring` (a diarization against a composed fixture)).
 """
 

@@ -10,10 +10,13 @@ import json
 import subprocess
 import sys
 
+import av
 import pytest
+import webvtt
 
 from avflow.evaluation import evaluate
 from avflow.testing.compose import Turn, compose_speakers
+from avflow_sync import formats
 from avflow_sync.scoring import frame_accuracy
 
 pytestmark = pytest.mark.slow
@@ -47,6 +50,31 @@ def test_two_talkers_and_an_offscreen_voice(media_dir, tmp_path, repo_dir, monke
     assert scores["der"] < 0.15 and scores["frame_accuracy"] > 0.9, scores
     for name in ("diarization.rttm", "sync_signals.png", "annotated.mp4"):
         assert (out / name).stat().st_size > 0
+    _captions_play_with_the_video(out, doc, fx.path)
+
+
+def _ms(t):
+    return round(float(t) * 1000)
+
+
+def _captions_play_with_the_video(out, doc, video):
+    """diarization.vtt: one <v> cue per turn, to the millisecond; PyAV opens it beside the
+    videos and every cue lies within them; pyannote and lhotse get the same turns."""
+    want = [(s["speaker"] or s["voice"], _ms(s["start"]), _ms(s["end"])) for s in doc["segments"]]
+    cues = webvtt.read(str(out / "diarization.vtt"))
+    assert [(c.voice, c.start_time.in_milliseconds(), c.end_time.in_milliseconds()) for c in cues] == want
+    with av.open(str(out / "diarization.vtt")) as c:
+        stream = c.streams.subtitles[0]
+        times = [(_ms(p.pts * stream.time_base), _ms((p.pts + p.duration) * stream.time_base))
+                 for p in c.demux(stream) if p.pts is not None]
+    assert times == [(a, b) for _, a, b in want]
+    for path in (video, out / "annotated.mp4"):
+        with av.open(str(path)) as v:
+            assert times[-1][1] <= _ms(v.duration / av.time_base) + 1
+    ann = formats.to_annotation(out)
+    assert [(lab, _ms(s.start), _ms(s.end)) for s, _, lab in ann.itertracks(yield_label=True)] == want
+    assert formats.to_annotation(out / "diarization.rttm") == ann
+    assert [(s.speaker, _ms(s.start), _ms(s.end)) for s in formats.to_supervision_set(out)] == want
 
 
 def test_frame_decision_stays_selectable(media_dir, tmp_path, repo_dir, monkeypatch):
@@ -65,8 +93,12 @@ def test_voice_only_when_no_face_is_visible(media_dir, tmp_path, repo_dir, monke
     fx = compose_speakers([media_dir / "eng.wav", media_dir / "sun.wav", media_dir / "monalisa.png"],
                           [Turn(0.0, 5.0, 0), Turn(5.0, 10.0, 1)], size=(320, 240), fps=25.0,
                           out=tmp_path / "fx.mp4")
-    r = _run(fx.path, tmp_path / "out")
+    r = _run(fx.path, tmp_path / "out", "outputs=[json, srt, audacity]")
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((tmp_path / "out" / "diarization.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "diarization.json", "diarization.labels.txt", "diarization.srt"]  # no annotated video
+    assert [c.text for c in webvtt.from_srt(str(tmp_path / "out" / "diarization.srt"))] == [
+        f"{s['voice']} (off screen)" for s in doc["segments"]]
     assert len(doc["voices"]) == 2 and all(v["speaker"] is None for v in doc["voices"])
     assert all(a is None for a in doc["active"])

@@ -1,4 +1,4 @@
-"""``sync.diarization``: write diarization.json, diarization.rttm and sync_signals.png."""
+"""``sync.diarization``: write diarization.json, diarization.rttm, captions, label tracks and sync_signals.png."""
 
 from __future__ import annotations
 
@@ -8,14 +8,23 @@ from pathlib import Path
 
 from avflow import File, MediaInfo, Node, Port, Record, TrackedFaces, atomic_path, param, write_text_atomic
 
+from .. import formats
 from ..report import FrameResult, document, dumps, plot, rttm
 
 
 @dataclass(frozen=True)
 class DiarizationConfig:
     video: str = param("", "the input's path as written into the JSON")
+    outputs: tuple[str, ...] = param(
+        tuple(o for o in formats.DEFAULT_OUTPUTS if o != "annotated"),
+        "the files to write, of: json, rttm, vtt, srt, audacity, elan, plot ('annotated' is "
+        "accepted and left to the annotated video's nodes)", choices=formats.OUTPUTS)
     json: Path = param(Path("diarization.json"), "JSON output, relative to the output directory")
     rttm: Path = param(Path("diarization.rttm"), "RTTM output, relative to the output directory")
+    vtt: Path = param(Path("diarization.vtt"), "WebVTT speaker captions")
+    srt: Path = param(Path("diarization.srt"), "SubRip speaker captions")
+    audacity: Path = param(Path("diarization.labels.txt"), "Audacity label track")
+    elan: Path = param(Path("diarization.elan.tsv"), "tab-separated text for ELAN's import")
     plot: Path | None = param(Path("sync_signals.png"), "score plot (PNG); null: no plot")
     threshold: float | None = param(None, "drawn as a dotted line on the plot (the speaker threshold)")
 
@@ -31,21 +40,25 @@ class DiarizationWriter(Node):
     for an off-screen voice), and ``voices`` lists each voice with its speech, its face and the
     evidence. The RTTM has one SPEAKER line per turn (the face's track id, or the voice id of an
     off-screen voice); the plot one curve per track, the turns shaded, and with voices a band per
-    voice under the curves. All three are written atomically. Holds a few numbers per frame and track.
+    voice under the curves. ``outputs`` chooses the files: besides those three, WebVTT and SRT
+    speaker captions (one cue per turn; WebVTT in ``<v LABEL>`` voice spans), an Audacity label
+    track and a TSV for ELAN, all labelled as the RTTM is (:mod:`avflow_sync.formats`). Every
+    file is written atomically. Holds a few numbers per frame and track.
 
     Ports:
       - in ``info`` (MediaInfo): fps and size of the input.
       - in ``tracks`` (TrackedFaces): boxes of every track in every frame.
       - in ``active`` (Record): the decision per frame (``sync.speaker`` or ``sync.assign``).
       - in ``voices`` (Record, optional): ``sync.assign``'s voices.
-      - out ``json``, ``rttm``, ``plot`` (File); out ``result`` (Record): the JSON document.
+      - out ``json``, ``rttm``, ``vtt``, ``srt``, ``audacity``, ``elan``, ``plot`` (File): those
+        in ``outputs``; out ``result`` (Record): the JSON document, always.
 
     Example::
 
         report:
           type: sync.diarization
           inputs: {info: decode.info, tracks: track.tracks, active: speaker.active}
-          params: {video: "${video}"}
+          params: {video: "${video}", outputs: [json, rttm, vtt, srt, plot]}
     """
 
     type = "sync.diarization"
@@ -58,6 +71,8 @@ class DiarizationWriter(Node):
     }
     outputs = {
         "json": Port(File, "diarization.json"), "rttm": Port(File, "diarization.rttm"),
+        "vtt": Port(File, "diarization.vtt (WebVTT captions)"), "srt": Port(File, "diarization.srt (SubRip captions)"),
+        "audacity": Port(File, "Audacity label track"), "elan": Port(File, "TSV for ELAN"),
         "plot": Port(File, "sync_signals.png"), "result": Port(Record, "the JSON document as a dict"),
     }
 
@@ -95,14 +110,22 @@ class DiarizationWriter(Node):
         doc = document(self.config.video or (info.path if info else ""), fps, width, height, frames, end,
                        voices=self._voices)
         out = {}
-        jpath = write_text_atomic(ctx.output_path(self.config.json), dumps(doc))
-        out["json"] = File(pts=0, time_base=Fraction(1), path=jpath, kind="application/json")
-        file_id = Path(doc["video"]).stem or "video"
-        rpath = write_text_atomic(ctx.output_path(self.config.rttm), rttm(file_id, doc["segments"]))
+        wanted = set(self.config.outputs)
         for w in doc.get("warnings", []):
             ctx.logger.warning("%s", w)
-        out["rttm"] = File(pts=0, time_base=Fraction(1), path=rpath, kind="text/x-rttm")
-        if self.config.plot is not None:
+        texts = {
+            "json": (lambda: dumps(doc), "application/json"),
+            "rttm": (lambda: rttm(formats.file_id(doc), doc["segments"]), "text/x-rttm"),
+            "vtt": (lambda: formats.webvtt(doc), "text/vtt"),
+            "srt": (lambda: formats.srt(doc), "application/x-subrip"),
+            "audacity": (lambda: formats.audacity_labels(doc), "text/plain"),
+            "elan": (lambda: formats.elan_tsv(doc), "text/tab-separated-values"),
+        }
+        for name, (text, kind) in texts.items():
+            if name in wanted:
+                path = write_text_atomic(ctx.output_path(getattr(self.config, name)), text())
+                out[name] = File(pts=0, time_base=Fraction(1), path=path, kind=kind)
+        if self.config.plot is not None and "plot" in wanted:
             final = ctx.output_path(self.config.plot)
             with atomic_path(final) as tmp:
                 plot(tmp, frames, doc["segments"], title=Path(doc["video"]).name or "diarization",
@@ -110,6 +133,7 @@ class DiarizationWriter(Node):
             out["plot"] = File(pts=0, time_base=Fraction(1), path=final, kind="image/png")
         n_turns = len(doc["segments"])
         ctx.logger.info("%d frames, %d tracks, %d voices, %d speech turns -> %s", len(frames), len(doc["tracks"]),
-                        len(doc.get("voices", [])), n_turns, jpath)
+                        len(doc.get("voices", [])), n_turns,
+                        ", ".join(f.path.name for f in out.values()) or "(no files)")
         out["result"] = Record(pts=0, time_base=Fraction(1), data=doc)
         return out

@@ -226,3 +226,29 @@ def test_when_problems(registry):
         "more: when: unknown graph parameter ${extar}; did you mean 'extra'? parameters: mode, extra"]
     assert problems(WHEN.replace('"${extra}"', '"extra is on"'), registry)[0].startswith(
         "more: invalid when 'extra is on'")
+
+
+LIST_WHEN = """\
+params:
+  outputs: {type: list, default: [log], choices: [log, more]}
+nodes:
+  src: {type: test.count}
+  m: {type: test.merge, inputs: {a: src.items}, when: "log in ${outputs}"}
+  more: {type: test.merge, inputs: {a: src.items}, when: "more in ${outputs}"}
+  less: {type: test.merge, inputs: {a: src.items}, when: "'more' not in ${outputs}"}
+"""
+
+
+def test_when_on_a_list_param_and_list_choices(registry):
+    plan = validate(load_graph(LIST_WHEN), registry)
+    assert plan.order == ["src", "m", "less"] and plan.disabled == ["more"]
+    plan = validate(load_graph(LIST_WHEN), registry, {"outputs": ["more"]})
+    assert plan.order == ["src", "more"]
+    assert problems(LIST_WHEN, registry, {"outputs": ["log", "mp4"]}) == [
+        "outputs: graph parameter 'outputs': unknown 'mp4' in ['log', 'mp4']; each item must be one of 'log', 'more'"]
+    assert problems(LIST_WHEN.replace('"more in', '"moar in'), registry) == [
+        "more: when 'moar in ${outputs}': 'moar' is not one of ${outputs}'s choices: log, more"]
+    text = LIST_WHEN.replace("outputs: {type: list, default: [log], choices: [log, more]}",
+                             "outputs: {type: list, default: [log], choices: [log, more]}\n  n: 3").replace(
+        '"log in ${outputs}"', '"log in ${n}"')
+    assert problems(text, registry) == ["m: when 'log in ${n}': ${n} must be a list, got 3"]

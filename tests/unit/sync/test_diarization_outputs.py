@@ -75,7 +75,8 @@ def test_writer_produces_the_contract_json_rttm_and_plot(tmp_path):
         "SPEAKER talk 1 0.120 0.080 <NA> <NA> face_1 <NA> <NA>"]
     png = out["plot"][0].path.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["diarization.json", "diarization.rttm", "sync_signals.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "diarization.json", "diarization.rttm", "diarization.vtt", "sync_signals.png"]
 
 
 def test_annotate_waits_for_decisions_and_draws_the_speaker():
