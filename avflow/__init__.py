@@ -26,8 +26,9 @@ from .graph.load import load_graph
 from .graph.spec import GraphSpec
 from .graph.validate import Plan, validate
 from .hookspecs import hookimpl, hookspec
-from .io import atomic_path, write_text_atomic
-from .node import Batch, BatchSpec, ModelFile, ModelScaffold, Node, NodeContext, NoConfig, Port, param
+from .io import atomic_path, read_torch_checkpoint, write_text_atomic
+from .node import (Batch, BatchSpec, ModelFile, ModelScaffold, Node, NodeContext, NoConfig, Port,
+                   PreflightContext, param)
 from .payloads import (AudioChunk, Box, FaceCrop, FaceDetections, FaceTrack, File, MediaInfo, Payload,
                        Record, Score, Tensor, TrackedFaces, VideoFrame)
 from .plugins import get_plugin_manager
@@ -41,7 +42,8 @@ __all__ = [
     "AudioChunk", "AvflowError", "Batch", "BatchSpec", "Box", "Cancelled", "FaceCrop", "FaceDetections",
     "FaceTrack", "File", "GraphSpec", "GraphValidationError", "InputError", "Issue", "MediaInfo",
     "ModelError", "ModelFile", "ModelScaffold", "Node", "NodeContext", "NodeError", "NoConfig", "Payload", "Plan",
-    "PluginError", "Port", "ProgressEvent", "Record", "Registry", "RunResult", "Runner", "Score",
+    "PluginError", "Port", "PreflightContext", "ProgressEvent", "Record", "Registry", "RunResult", "Runner", "Score",
     "Tensor", "TrackedFaces", "VideoFrame", "atomic_path", "collect_inputs", "get_plugin_manager", "hookimpl",
-    "hookspec", "load_graph", "param", "read_rttm", "resolve_device", "run", "run_many", "validate", "write_text_atomic",
+    "hookspec", "load_graph", "param", "read_rttm", "read_torch_checkpoint", "resolve_device", "run", "run_many",
+    "validate", "write_text_atomic",
 ]

@@ -27,13 +27,17 @@ class Issue:
     node: str | None = None
     node_type: str | None = None
     field: str | None = None  # port or param name
+    graph_param: str | None = None  # the graph parameter that set ``field`` (``${graph_param}``)
 
     def __str__(self) -> str:
         where = ""
         if self.file:
             where = f"{self.file}:{self.line}" if self.line else self.file
         subject = ""
-        if self.node:
+        if self.graph_param:
+            # The user set the graph parameter, not the node's: name it, and where it goes.
+            subject = f"{self.graph_param} (sets {self.node}.{self.field})" if self.node else self.graph_param
+        elif self.node:
             subject = self.node if not self.node_type else f"{self.node}({self.node_type})"
             if self.field:
                 subject += f".{self.field}"

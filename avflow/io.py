@@ -62,3 +62,44 @@ def write_text_atomic(final: str | Path, text: str) -> Path:
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(final)
+
+
+def read_torch_checkpoint(path: str | Path, what: str, *, mmap: bool = False):
+    """``torch.load(path, map_location="cpu", weights_only=True)``, errors as :class:`avflow.ModelError`.
+
+    The safe loader is the only one: a file it refuses is reported as not being a weights
+    checkpoint, and torch's advice to re-run with ``weights_only=False`` (which would let the
+    file run code) is never passed on.
+
+    :param what: what the file should be ("Wav2Lip lip-sync expert"), for the message.
+    :param mmap: map the file instead of reading it (zip checkpoints only; others are read).
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    from .errors import ModelError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: not found; expected the {what}")
+    try:
+        try:
+            return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as exc:
+            if not mmap or "mmap" not in str(exc):
+                raise
+            return torch.load(str(p), map_location="cpu", weights_only=True)  # legacy format: no mmap
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Unsupported global" in text or "GLOBAL" in text:
+            why = ("it holds Python objects besides tensors and plain containers, which are refused "
+                   "because loading them could run code")
+        else:
+            why = "its contents are not a torch save file (random or corrupt bytes, or another format)"
+        raise ModelError(f"{p} is not a PyTorch weights checkpoint: {why}; expected the {what}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{p} is not a readable PyTorch weights checkpoint ({type(exc).__name__}: {first}); "
+                         f"expected the {what}") from None

@@ -68,14 +68,17 @@ class Port:
 
 
 def param(default: Any = dataclasses.MISSING, doc: str = "", *, choices: Sequence[Any] | None = None,
-          min: float | None = None, max: float | None = None) -> Any:
+          min: float | None = None, max: float | None = None, exists: bool = False) -> Any:
     """Declare a config field with its documentation (and optional choices or bounds).
 
     Use as the default of a field in a node's frozen ``Config`` dataclass. Leave ``default``
     out for a required parameter. Mutable defaults (lists, dicts) are copied per instance.
+
+    :param exists: a path that must exist when the graph runs (an input file or folder);
+        validation checks it before anything is opened (None is not checked).
     """
     meta = {"doc": doc, "choices": tuple(choices) if choices is not None else None,
-            "min": min, "max": max}
+            "min": min, "max": max, "exists": exists}
     if isinstance(default, (list, dict, set)):
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -110,6 +113,13 @@ class ModelFile:
     :param files: relative paths expected inside that folder (empty: the path is the file).
     :param required: whether the node can run without it.
     :param doc: where it comes from, what format.
+    :param unless: a bool config field that, when true, makes the file unnecessary
+        (``random_init``).
+    :param when: config values under which the node uses the file (``{"version": "v15"}``);
+        empty: always.
+
+    Validation checks the required files of every enabled node (see :meth:`Node.preflight`)
+    before anything is opened, as ``avflow models --check`` does for a folder.
     """
 
     name: str
@@ -117,6 +127,24 @@ class ModelFile:
     files: tuple[str, ...] = ()
     required: bool = True
     doc: str = ""
+    unless: str = ""
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+    def needed(self, config: Any) -> bool:
+        """Whether a node with ``config`` needs this file to run."""
+        if not self.required or (self.unless and getattr(config, self.unless, False)):
+            return False
+        return all(getattr(config, k, None) == v for k, v in self.when.items())
+
+    def missing(self, config: Any) -> list[str]:
+        """The files of this model that ``config`` points at and that are not there."""
+        value = getattr(config, self.param, None)
+        if value is None:
+            return [f"(no {self.param} given)"]
+        root = Path(value)
+        if not self.files:
+            return [] if root.is_file() else [str(root)]
+        return [str(root / f) for f in self.files if not (root / f).is_file()]
 
 
 @dataclass(frozen=True)
@@ -134,6 +162,15 @@ class ModelScaffold:
     doc: str
     write: Callable[[Path, bool, int], list[Path]]
     default: bool = True
+
+
+@dataclass(frozen=True)
+class PreflightContext:
+    """What :meth:`Node.preflight` may know about the node's place in the graph."""
+
+    node_id: str
+    connected_inputs: frozenset[str] = frozenset()
+    connected_outputs: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -234,6 +271,36 @@ class Node:
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def preflight(cls, config: Any, check: "PreflightContext") -> list[tuple[str, str]]:
+        """Cheap checks of the file system that validation runs before anything is opened.
+
+        Called with the node's built config; returns ``(param name, problem)`` pairs (``@SET`` in a
+        problem becomes the ``--set`` that fixes it: ``--set syncnet_weights=PATH``). The
+        default checks the params declared with ``param(..., exists=True)`` and the required
+        :class:`ModelFile` s of :attr:`models`. Override to add checks (call ``super()``);
+        import nothing heavy here.
+        """
+        from .params import config_fields
+
+        problems: list[tuple[str, str]] = []
+        for name, (f, _tp) in config_fields(type(config)).items():
+            value = getattr(config, name, None)
+            if (f.metadata or {}).get("exists") and value is not None and not Path(value).exists():
+                problems.append((name, f"not found: {value}"))
+        for m in cls.models:
+            if not m.needed(config):
+                continue
+            missing = m.missing(config)
+            if missing:
+                what = m.name  # its doc is in `avflow models`
+                if getattr(config, m.param, None) is None:
+                    problems.append((m.param, f"needs the {what}: give it with @SET (see `avflow models`)"))
+                else:
+                    problems.append((m.param, f"{len(missing)} file(s) of {what} missing: {', '.join(missing)}; "
+                                              "fix the path given with @SET (see `avflow models`)"))
+        return problems
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self, ctx: NodeContext) -> None:

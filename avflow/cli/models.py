@@ -23,6 +23,9 @@ def models(ctx: click.Context, check_dir: Path | None, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    if check_dir is not None and not check_dir.is_dir():
+        click.echo(f"error: --check {check_dir}: no such folder; every required model file is missing", err=True)
+        ctx.exit(2)
     registry = load_registry()
     rows = []
     for type_name, entry in registry:
@@ -55,9 +58,10 @@ def models(ctx: click.Context, check_dir: Path | None, as_json: bool) -> None:
     if check_dir is not None:
         missing = [(r, f) for r in rows if r["required"] for f in r["files"] if f["status"] == "missing"]
         present = [(r, f) for r in rows for f in r["files"] if f["status"] == "present"]
-        # A folder is checked against the model sets it holds at least part of.
+        # A folder is checked against the model sets it holds at least part of (a MuseTalk
+        # folder is not missing SyncNet's files); one that holds none of them lacks them all.
         touched = {r["model"] for r, _ in present}
-        relevant = [(r, f) for r, f in missing if r["model"] in touched]
+        relevant = [(r, f) for r, f in missing if r["model"] in touched] if touched else missing
         if relevant:
             click.echo(f"{len(relevant)} required file(s) missing under {check_dir}", err=True)
             ctx.exit(2)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..payloads import Record
 from .common import find_graph, load_registry, parse_sets, setup_logging
 
 
@@ -77,28 +78,67 @@ def _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input
         click.echo(format_profile(result), err=True)
         path = write_profile(result, result.output_dir / "profile.json")
         click.echo(f"profile written to {path}", err=True)
+    files = [f for value in result.outputs.values() for f in _files(value)]
+    records = {name: _numbers(v.data) for name, v in result.outputs.items() if isinstance(v, Record)}
     if not quiet:
-        for name, value in result.outputs.items():
-            items = value if isinstance(value, list) else [value]
-            shown = [_describe(v) for v in items if v is not None]
-            if len(shown) > 5:
-                shown = shown[:5] + [f"... ({len(items)} items)"]
-            click.echo(f"{name}: {', '.join(shown) if shown else '(nothing)'}", err=True)
-    click.echo(json.dumps({"output_dir": str(result.output_dir),
+        where = result.output_dir
+        click.echo(f"wrote {len(files)} file(s) into {where}/: "
+                   + ", ".join(_relative(f, where) for f in files[:8]) + (", ..." if len(files) > 8 else ""),
+                   err=True)
+        for name, numbers in records.items():
+            if numbers:
+                click.echo(f"{name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in numbers.items()),
+                           err=True)
+        click.echo(f"done in {result.wall_s:.1f} s", err=True)
+    click.echo(json.dumps({"output_dir": str(result.output_dir), "wall_s": round(result.wall_s, 3),
                            "outputs": {k: _jsonable(v) for k, v in result.outputs.items()}}))
 
 
-def _describe(value) -> str:
-    path = getattr(value, "path", None)
-    return str(path) if path is not None else f"<{type(value).__name__}>"
+def _files(value) -> list[Path]:
+    items = value if isinstance(value, list) else [value]
+    return [Path(v.path) for v in items if getattr(v, "path", None) is not None]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _numbers(data: dict) -> dict[str, float | int]:
+    """A record's result in a few numbers: for a diarization, its turns, speakers and speech time;
+    otherwise its top-level numbers and list lengths."""
+    segments = data.get("segments")
+    if isinstance(segments, list):
+        speakers = {s.get("speaker") or s.get("voice") for s in segments if isinstance(s, dict)} - {None}
+        speech = sum(float(s.get("end", 0)) - float(s.get("start", 0)) for s in segments if isinstance(s, dict))
+        out = {"turns": len(segments), "speakers": len(speakers), "s_of_speech": round(speech, 2)}
+        if isinstance(data.get("voices"), list):
+            out["voices"] = len(data["voices"])
+        return out
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            out[k] = v
+        elif isinstance(v, (list, dict)):
+            out[k] = len(v)
+    return dict(list(out.items())[:6])
 
 
 def _jsonable(value):
+    """Paths and numbers only: a file is its path, a record its numbers, anything else its count."""
     if value is None:
         return None
     if isinstance(value, list):
-        if len(value) > 100:
-            return f"{len(value)} items"
-        return [_jsonable(v) for v in value]
+        if all(getattr(v, "path", None) is not None for v in value):
+            return [str(v.path) for v in value]
+        return len(value)
     path = getattr(value, "path", None)
-    return str(path) if path is not None else type(value).__name__
+    if path is not None:
+        return str(path)
+    if isinstance(value, Record):
+        return _numbers(value.data)
+    return 1

@@ -11,10 +11,11 @@ from .common import find_graph, load_registry, parse_sets
 @click.argument("graph")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="graph param or NODE.PARAM override")
 def validate(graph: str, sets: tuple[str, ...]) -> None:
-    """Check GRAPH: node types, params, wiring, port types, cycles. Exit 2 on any problem.
+    """Check GRAPH: node types, params, wiring, port types, cycles, and that the input files
+    and required model files given exist. Exit 2 on any problem.
 
     Required graph params without a value are listed, not reported as errors: they are given
-    at run time.
+    at run time (as are paths left at their graph default).
     """
     from ..graph.load import load_graph
     from ..graph.validate import validate as do_validate

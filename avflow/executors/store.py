@@ -5,7 +5,9 @@ Layout::
     OUT/
       manifest.jsonl           one JSON line per finished input (latest line per input wins)
       .avflow.lock             held (flock) by the run using OUT; a second run is refused
-      .avflow-tmp/             each input is written here first; emptied when a run starts
+                               (removed when the run ends)
+      .avflow-tmp/             each input is written here first; emptied when a run starts,
+                               removed when it ends empty
       <name>/                  one folder per input, renamed into place only when complete
         .avflow-complete.json  its input, graph, parameter fingerprint and every file's size
 
@@ -117,15 +119,32 @@ class OutputRoot:
         except ImportError:  # not POSIX: no lock, the user keeps runs apart
             yield
             return
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        lock_path = self.root / LOCK
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
                 raise InputError(f"output folder {self.root} is in use by another avflow run "
                                  "(wait for it, or choose another --output-dir)") from None
+            # The run before ours removes the lock file as it ends: lock the file that is there.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
             yield
         finally:
+            # Leave nothing but outputs: the temp space if empty, and the lock file (removed
+            # while held, so that a run starting now creates and locks a new one).
+            with contextlib.suppress(OSError):
+                self.tmp.rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                lock_path.unlink()
             os.close(fd)  # closing releases the lock
 
     def clean_tmp(self) -> None:

@@ -107,6 +107,7 @@ def validate(
     v.build_configs(disabled, node_over)
     consumers, deps = v.wire(disabled)
     v.check_outputs(disabled)
+    v.preflight(disabled, consumers, set(graph_over), require_all)
     order = v.sort(deps, disabled)
     if v.issues:
         raise GraphValidationError(v.issues, graph=spec.name)
@@ -133,9 +134,21 @@ class _Validation:
         self.unbound: list[str] = []
         self.classes: dict[str, type[Node]] = {}
         self.configs: dict[str, Any] = {}
+        self.bad_params: set[str] = set()  # graph params already reported as wrong
+        # (node id, node param) -> the graph param whose ``${name}`` is its whole value
+        self.sources: dict[tuple[str, str], str] = {}
 
     def issue(self, msg: str, line: int | None = None, **kw) -> None:
-        self.issues.append(Issue(msg, self.spec.file, line, **kw))
+        source = self.sources.get((kw.get("node"), kw.get("field")))
+        if source is not None and "graph_param" not in kw:
+            # Speak the graph's words: the user sets `source`, not the node's param.
+            kw["graph_param"] = source
+            line = self.spec.params[source].line or line
+        issue = Issue(msg, self.spec.file, line, **kw)
+        # One cause, said once: a graph param feeding several nodes is reported for the first.
+        if not any(str(i) == str(issue) or (issue.graph_param and i.graph_param == issue.graph_param
+                                            and i.message == issue.message) for i in self.issues):
+            self.issues.append(issue)
 
     # -- overrides ---------------------------------------------------------------------------
     def split_overrides(self, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -182,11 +195,15 @@ class _Validation:
                 except ParamTypeError as exc:
                     self.issue(f"graph parameter '{p.name}': {exc}", p.line, field=p.name)
                     self.values[p.name] = _Unbound(p.name)  # reported once, not again at every use
+                    self.bad_params.add(p.name)
                     continue
                 problem = check_choices(value, p.choices)
                 if problem:
                     self.issue(f"graph parameter '{p.name}': {problem}", p.line, field=p.name)
+                    # Reported here only: the rest of the graph is checked with the default, so
+                    # a `when` on this param gives no knock-on errors (an unfed input...).
                     self.values[p.name] = _Unbound(p.name)
+                    self.bad_params.add(p.name)
                     continue
             self.values[p.name] = value
 
@@ -273,6 +290,9 @@ class _Validation:
                 complete = False
                 continue
             f, tp = fields[pname]
+            whole = _REF.fullmatch(value) if isinstance(value, str) else None
+            if whole and whole.group(1) in self.spec.params and pname not in overrides:
+                self.sources[(node.id, pname)] = whole.group(1)
             value = self.substitute(value, line, {**where, "field": pname})
             if isinstance(value, _Unbound):
                 complete = False
@@ -374,6 +394,35 @@ class _Validation:
             else:
                 self.issue(f"required input '{port}' ({p.kind.__name__}) is not connected"
                            + (f": {p.doc}" if p.doc else ""), node.line, field=port, **where)
+
+    # -- the file system --------------------------------------------------------------------
+    def preflight(self, disabled: set[str], consumers: dict[str, dict[str, list[tuple[str, str]]]],
+                  given: set[str], require_all: bool) -> None:
+        """Each enabled node's :meth:`Node.preflight`: inputs that must exist, required model
+        files; what ``run`` would otherwise find seconds in, when the node opens.
+
+        Without ``require_all`` (``avflow validate``: values may come at run time) a path left at
+        its graph default (``models: models``) is not checked; one given, or missing, is."""
+        from ..node import PreflightContext
+
+        for node_id, config in self.configs.items():
+            if node_id in disabled:
+                continue
+            node = self.spec.nodes[node_id]
+            check = PreflightContext(
+                node_id=node_id,
+                connected_inputs=frozenset(p for p, refs in node.inputs.items()
+                                           if any(r.node not in disabled for r in refs)),
+                connected_outputs=frozenset(p for p, users in consumers.get(node_id, {}).items() if users))
+            for pname, problem in self.classes[node_id].preflight(config, check):
+                source = self.sources.get((node_id, pname))
+                if (not require_all and source is not None and source not in given
+                        and getattr(config, pname, None) is not None):
+                    continue
+                # A file to give: say which --set gives it (the graph's param, if one feeds it).
+                problem = problem.replace("@SET", f"--set {source}=PATH" if source else f"--set {node_id}.{pname}=PATH")
+                self.issue(problem, node.param_lines.get(pname, node.line), node=node_id,
+                           node_type=node.type, field=pname)
 
     # -- outputs -----------------------------------------------------------------------------
     def check_outputs(self, disabled: set[str]) -> None:

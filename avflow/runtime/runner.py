@@ -15,6 +15,7 @@ no global state, so several runners may work in one process at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -129,7 +130,18 @@ class Runner:
             device = resolve_device(self.device)
         except ValueError as exc:
             raise GraphValidationError([Issue(str(exc), field="device")], graph=plan.name) from None
+        created = _missing_dirs(self.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run(plan, device)
+        except BaseException:
+            # A failed run leaves no empty output folder behind (the folders it created).
+            for d in created:
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if empty: outputs already written stay
+            raise
+
+    def _run(self, plan: Plan, device: str) -> RunResult:
         sink = None
         if self._progress is not None:
             lock, cb = self._lock, self._progress
@@ -147,6 +159,16 @@ class Runner:
         outputs = {name: _unwrap(items) for name, items in collected.items()}
         return RunResult(outputs=outputs, output_dir=self.output_dir, stats=scheduler.stats,
                          wall_s=time.perf_counter() - t0, plan=plan)
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
 
 
 def _unwrap(items: list[Payload]) -> Any:

@@ -56,6 +56,7 @@ class BuildReport:
     splits: dict[str, list[str]] = field(default_factory=dict)
     video_seconds: float = 0.0
     wall_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # also logged: what will bite at training time
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,6 +112,41 @@ def _shipped_graph(name: str) -> Path:
         raise InputError(f"no shipped graph '{name}' (from the avflow_workloads plugin; registered graph "
                          f"folders: {', '.join(map(str, registry.graph_dirs)) or 'none'}); pass video_graph")
     return path
+
+
+#: ``n_motions`` of the usual trainings (DiffPoseTalk's default: items of 2 * 100 frames); a build
+#: warns when sequences are too short for them.
+COMMON_N_MOTIONS = (100,)
+
+
+def build_warnings(env: Any, subjects: Sequence[str], split: dict[str, list[str]], ratios: Sequence[float],
+                   fps: float) -> list[str]:
+    """What a training on this dataset would trip over: sequences shorter than the common crop
+    lengths (``AVClipDataset`` refuses them) and splits that came out empty."""
+    from .layout import subject_meta_key
+    from .pickles import safe_loads
+    from .splits import SPLIT_NAMES
+
+    out: list[str] = []
+    with env.begin() as txn:
+        lengths = {s: int(safe_loads(txn.get(subject_meta_key(s)), f"LMDB key '{s}/metadata'")["n_frames"])
+                   for s in subjects}
+    for n_motions in COMMON_N_MOTIONS:
+        need = 2 * n_motions
+        short = sorted(s for s, n in lengths.items() if n < need)
+        if short:
+            shortest = min(lengths.values())
+            out.append(f"{len(short)} of {len(subjects)} sequences are shorter than {need} frames "
+                       f"({need / fps:g} s, the 2 * n_motions crop of n_motions={n_motions}): "
+                       f"AVClipDataset(..., n_motions={n_motions}) refuses them ({', '.join(short[:5])}"
+                       f"{', ...' if len(short) > 5 else ''}); the shortest has {shortest} frames, so "
+                       f"n_motions <= {shortest // 2} works for all")
+    for name, ratio in zip(SPLIT_NAMES, ratios):
+        if ratio > 0 and not split.get(name):
+            persons = len({s.split("/")[0] for s in subjects})
+            out.append(f"split '{name}' is empty: {persons} person(s) cannot fill it at ratio {ratio:g} "
+                       f"(splits are by person); {name}.txt has no entry")
+    return out
 
 
 def build_dataset(videos: str | Path, output: str | Path, *, seg_len: int = 100, fps: float = 25.0,
@@ -217,6 +253,9 @@ def build_dataset(videos: str | Path, output: str | Path, *, seg_len: int = 100,
             raise InputError("no video could be used; " + "; ".join(f"{f['video']}: {f['error']}"
                                                                      for f in report.failed[:10]))
         report.splits = split_by_person(report.subjects, splits, seed)
+        report.warnings = build_warnings(writer.env, report.subjects, report.splits, splits, fps)
+        for w in report.warnings:
+            log.warning("%s", w)
         stats = coef_stats(writer.env, report.splits["train"], max_frames=stats_frames, seed=seed)
     finally:
         writer.close()

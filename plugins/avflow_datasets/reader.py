@@ -41,16 +41,30 @@ from avflow import InputError
 
 from .layout import COEF_KEYS, META_KEY, READERS, clip_key, decode_flac, decode_flac_range, subject_meta_key
 from .pickles import safe_loads
+from .splits import SPLIT_NAMES
 
 _LOG = logging.getLogger("avflow.datasets")
 CROP_STRATEGIES = ("random", "begin", "end")
+
+
+def resolve_split_file(lmdb_dir: Path, split: str | Path) -> Path:
+    """A split file: ``split`` itself if it is a file, else ``<lmdb_dir>/<split>.txt`` for a name
+    (``"train"``), as a build writes them."""
+    p = Path(split)
+    if p.is_file():
+        return p
+    named = Path(lmdb_dir) / f"{split}.txt"
+    if isinstance(split, str) and "/" not in split and not p.suffix and named.is_file():
+        return named
+    return p
 
 
 class AVClipDataset(data.Dataset):
     """Pairs of consecutive audio/coefficient windows from a DiffPoseTalk-layout LMDB.
 
     :param lmdb_dir: the dataset folder (``data.mdb`` inside).
-    :param split_file: a text file of subject keys (``person/NNN``), one per line.
+    :param split_file: a text file of subject keys (``person/NNN``), one per line, or the name of
+        one of the build's splits (``"train"``, ``"val"``, ``"test"``: ``<lmdb_dir>/<name>.txt``).
     :param coef_stats_file: ``stats_train.npz`` (``<k>_mean``, ``<k>_std``); None: no normalisation.
     :param coef_fps: coefficient frame rate; ``16000 / coef_fps`` audio samples per frame.
     :param n_motions: frames per window; an item covers ``2 * n_motions`` frames.
@@ -75,7 +89,7 @@ class AVClipDataset(data.Dataset):
         if n_motions < 1:
             raise InputError(f"n_motions must be >= 1, got {n_motions}")
         self.lmdb_dir = Path(lmdb_dir)
-        self.split_file = Path(split_file)
+        self.split_file = resolve_split_file(self.lmdb_dir, split_file)
         self.coef_fps = coef_fps
         self.audio_unit = 16000.0 / coef_fps
         self.n_motions = int(n_motions)
@@ -102,7 +116,8 @@ class AVClipDataset(data.Dataset):
             for k in COEF_KEYS}
 
         if not self.split_file.is_file():
-            raise InputError(f"split file {self.split_file} does not exist")
+            raise InputError(f"split file {self.split_file} does not exist; give a path or a split name "
+                             f"({', '.join(SPLIT_NAMES)}: <lmdb_dir>/<name>.txt)")
         self.entries = [line.strip() for line in self.split_file.read_text(encoding="utf-8").splitlines()
                         if line.strip()]
 

@@ -115,15 +115,28 @@ def check_model_dir(models: str | Path, version: str, extra: tuple[LayoutFile, .
     return found
 
 
-def _model_file(name: str, files: tuple[LayoutFile, ...], required: bool, doc: str) -> ModelFile:
-    return ModelFile(name=name, param="models", files=tuple(f.path for f in files), required=required, doc=doc)
+def preflight_model_dir(config, extra: tuple[LayoutFile, ...] = ()) -> list[tuple[str, str]]:
+    """For ``Node.preflight``: the :func:`check_model_dir` problem of ``config.models``, if any."""
+    if getattr(config, "models", None) is None:
+        return []
+    try:
+        check_model_dir(config.models, getattr(config, "version", "v15"), extra)
+    except ModelError as exc:
+        return [("models", str(exc))]
+    return []
+
+
+def _model_file(name: str, files: tuple[LayoutFile, ...], required: bool, doc: str,
+                when: dict | None = None) -> ModelFile:
+    return ModelFile(name=name, param="models", files=tuple(f.path for f in files), required=required, doc=doc,
+                     when=when or {})
 
 
 UNET_MODELS = (
     _model_file("MuseTalk v1.5 UNet", UNET_FILES["v15"], True,
-                "UNet2DConditionModel config + state dict; used with version=v15 (the default)"),
+                "UNet2DConditionModel config + state dict; used with version=v15 (the default)", {"version": "v15"}),
     _model_file("MuseTalk v1 UNet", UNET_FILES["v1"], False,
-                "UNet2DConditionModel config + state dict; used with version=v1"),
+                "UNet2DConditionModel config + state dict; used with version=v1", {"version": "v1"}),
 )
 VAE_MODELS = (_model_file("sd-vae-ft-mse", VAE_FILES, True,
                           "Stable Diffusion VAE (AutoencoderKL), stabilityai/sd-vae-ft-mse layout"),)

@@ -49,10 +49,11 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 def read_state_dict(path: Path, what: str) -> dict[str, "torch.Tensor"]:
     """Tensors of a weights file (torch zip/legacy pickle read with ``weights_only``, or safetensors)."""
-    import pickle
     import zipfile
 
     import torch
+
+    from avflow import read_torch_checkpoint
 
     path = Path(path)
     try:
@@ -61,13 +62,10 @@ def read_state_dict(path: Path, what: str) -> dict[str, "torch.Tensor"]:
 
             state = load_file(str(path))
         else:
-            try:
-                state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as exc:
-                if "mmap" not in str(exc):
-                    raise
-                state = torch.load(str(path), map_location="cpu", weights_only=True)  # legacy format
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+            state = read_torch_checkpoint(path, f"{what} (a torch state dict)", mmap=True)
+    except ModelError:
+        raise
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelError(f"{path}: cannot read the {what} as a torch state dict: {exc}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -118,10 +118,16 @@ def rttm(file_id: str, segs: Sequence[dict[str, Any]]) -> str:
 
 
 def plot(path: Path, frames: Sequence[FrameResult], segs: Sequence[dict[str, Any]], title: str,
-         threshold: float | None = None, voices: Sequence[dict[str, Any]] | None = None) -> None:
+         threshold: float | None = None, voices: Sequence[dict[str, Any]] | None = None,
+         thumbnails: dict[str, Any] | None = None) -> None:
     """One smoothed score curve per track over time; speech turns shaded in the speaker's colour.
     With ``voices`` (schema /2), a band per voice under the curves: when it was heard, and which
-    face it was given (or "off screen")."""
+    face it was given (or "off screen").
+
+    Each curve is labelled at the right with its track id, and with ``thumbnails`` (track id ->
+    RGB image, see :func:`face_thumbnails`) with a picture of the face, framed in the curve's
+    colour; the decision threshold is a dotted line; a strip per track at the bottom is solid
+    where the face was visible and dotted where it was not."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -168,9 +174,96 @@ def plot(path: Path, frames: Sequence[FrameResult], segs: Sequence[dict[str, Any
     ax.grid(alpha=0.3)
     if track_ids:
         ax.legend(loc="upper right", fontsize=8, ncol=min(len(track_ids) + 1, 6))
+        _label_curves(ax, frames, track_ids, colors, thumbnails or {})
+        _visibility_strips(ax, frames, track_ids, colors)
     if band is None:
         fig.tight_layout()
     fig.savefig(str(path), format="png", bbox_inches="tight" if band is not None else None)
+
+
+def _label_curves(ax: Any, frames: Sequence[FrameResult], track_ids: list[str], colors: dict[str, str],
+                  thumbnails: dict[str, Any]) -> None:
+    """Say which face is which: beside each curve's last value, its id (and its thumbnail)."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    placed: list[float] = []
+    lo, hi = ax.get_ylim()
+    gap = (hi - lo) * 0.12
+    for tid in track_ids:
+        last = next((f.scores[tid] for f in reversed(frames) if f.scores.get(tid) is not None), None)
+        y = float(last) if last is not None else (lo + hi) / 2
+        while any(abs(y - p) < gap for p in placed):  # keep labels of close curves apart
+            y += gap
+        placed.append(y)
+        transform = ax.get_yaxis_transform()  # x in axes fraction, y in data
+        image = thumbnails.get(tid)
+        if image is not None:
+            zoom = 40.0 / max(image.shape[:2])
+            box = AnnotationBbox(OffsetImage(image, zoom=zoom), (1.01, y), xycoords=transform,
+                                 box_alignment=(0.0, 0.5), pad=0.1, annotation_clip=False,
+                                 bboxprops={"edgecolor": colors[tid], "linewidth": 2})
+            ax.add_artist(box)
+            x_text = 1.01 + 0.05
+        else:
+            x_text = 1.01
+        ax.text(x_text, y, tid, transform=transform, color=colors[tid], fontsize=8, va="center",
+                ha="left", clip_on=False)
+
+
+def _visibility_strips(ax: Any, frames: Sequence[FrameResult], track_ids: list[str],
+                       colors: dict[str, str]) -> None:
+    """A strip per track along the bottom: solid where its face is visible, dotted where not."""
+    if not frames:
+        return
+    transform = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    step = (frames[-1].time - frames[0].time) / max(len(frames) - 1, 1)
+    for row, tid in enumerate(track_ids):
+        y = 0.02 + 0.025 * row
+        runs: list[tuple[bool, float, float]] = []
+        for f in frames:
+            seen = f.scores.get(tid) is not None or tid in f.boxes
+            if runs and runs[-1][0] == seen:
+                runs[-1] = (seen, runs[-1][1], f.time + step)
+            else:
+                runs.append((seen, f.time, f.time + step))
+        for seen, t0, t1 in runs:
+            ax.hlines(y, t0, t1, transform=transform, colors=colors[tid], lw=3 if seen else 1,
+                      linestyles="solid" if seen else "dotted", alpha=0.9 if seen else 0.6)
+    ax.text(0.005, 0.02 + 0.025 * len(track_ids), "faces visible (solid) / not visible (dotted)",
+            transform=ax.transAxes, fontsize=7, color="dimgrey", va="bottom")
+
+
+def face_thumbnails(video: str | Path, frames: Sequence[FrameResult], size: int = 64) -> dict[str, Any]:
+    """Track id -> an RGB picture of its face (``size`` px high), from the frame where its box is
+    largest; for :func:`plot`. Reads the video once, up to the last frame needed (PyAV)."""
+    import av
+    import numpy as np
+
+    best: dict[str, tuple[float, int, list[float]]] = {}
+    for f in frames:
+        for tid, (x, y, w, h) in f.boxes.items():
+            if tid not in best or w * h > best[tid][0]:
+                best[tid] = (w * h, f.index, [x, y, w, h])
+    wanted: dict[int, list[str]] = {}
+    for tid, (_, index, _box) in best.items():
+        wanted.setdefault(index, []).append(tid)
+    out: dict[str, Any] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    with av.open(str(video)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                img = frame.to_ndarray(format="rgb24")
+                for tid in wanted[i]:
+                    x, y, w, h = best[tid][2]
+                    x0, y0 = max(0, int(x)), max(0, int(y))
+                    crop = img[y0:max(y0 + 1, int(y + h)), x0:max(x0 + 1, int(x + w))]
+                    step = max(1, crop.shape[0] // size)
+                    out[tid] = np.ascontiguousarray(crop[::step, ::step])
+            if i >= last:
+                break
+    return out
 
 
 def _round(v: float | None) -> float | None:

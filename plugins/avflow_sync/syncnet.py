@@ -18,7 +18,6 @@ torch is imported inside the functions: importing this module is cheap.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -168,20 +167,9 @@ def check_state_dict(state_dict: Mapping[str, Any], expected: Mapping[str, tuple
 
 def read_checkpoint(path: str | Path) -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with errors as :class:`ModelError`."""
-    import torch
+    from avflow import read_torch_checkpoint
 
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"SyncNet weights not found: {p} is not a file; expected {CHECKPOINT_HELP}")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{p}: refused to load: the file is not a plain weights checkpoint "
-                         f"(torch.load with weights_only=True rejected it: {first})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelError(f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}); "
-                         f"expected {CHECKPOINT_HELP}") from exc
+    return read_torch_checkpoint(path, f"Wav2Lip lip-sync expert: {CHECKPOINT_HELP}")
 
 
 def load_syncnet(path: str | Path, device: str = "cpu") -> Any:

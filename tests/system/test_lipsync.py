@@ -229,10 +229,11 @@ def test_missing_model_files_are_one_clear_exit_2_error(media_dir, speech, tiny_
     shutil.copytree(tiny_models, models)
     (models / "musetalkV15" / "unet.pth").unlink()
     (models / "whisper" / "config.json").unlink()
-    with pytest.raises(NodeError) as err:
+    # Found by validation, before any node opens (issue 14): one issue for the five nodes using it.
+    with pytest.raises(avflow.GraphValidationError) as err:
         run(GRAPH, {"video": media_dir / "yongen.jpeg", "audio": speech(1.2), "models": models},
             tmp_path / "out", cache_dir)
-    assert err.value.exit_code == 2 and isinstance(err.value.cause, ModelError)
+    assert err.value.exit_code == 2 and len(err.value.issues) == 1
     msg = str(err.value)
     assert "2 file(s) missing" in msg
     assert "musetalkV15/unet.pth: MuseTalk v1.5 UNet weights" in msg
@@ -249,10 +250,11 @@ def test_wrong_shaped_weights_are_a_clear_exit_2_error(media_dir, speech, tiny_m
     state = torch.load(path, weights_only=True)
     state["decoder.conv_in.weight"] = torch.zeros(16, 3, 3, 3)
     torch.save(state, path)
-    with pytest.raises(NodeError) as err:
+    # Found by validation, before any node opens (issue 14): one issue for the five nodes using it.
+    with pytest.raises(avflow.GraphValidationError) as err:
         run(GRAPH, {"video": media_dir / "yongen.jpeg", "audio": speech(1.2), "models": models},
             tmp_path / "out", cache_dir)
-    assert err.value.exit_code == 2 and isinstance(err.value.cause, ModelError)
+    assert err.value.exit_code == 2 and len(err.value.issues) == 1
     msg = str(err.value)
     assert str(path) in msg and "'decoder.conv_in.weight'" in msg
     assert "(16, 3, 3, 3)" in msg and "(16, 4, 3, 3)" in msg

@@ -19,7 +19,7 @@ _AUDIO_CHUNK_S = 0.1
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    path: Path = param(doc="a video file, a still image, or a folder of images (sorted by name)")
+    path: Path = param(doc="a video file, a still image, or a folder of images (sorted by name)", exists=True)
     fps: float | None = param(None, "constant output frame rate: frames are repeated or dropped by "
                                     "timestamp; images and folders default to 25", min=0.1)
     audio_rate: int | None = param(None, "resample audio to this rate in Hz (None: keep)", min=1000)
@@ -60,6 +60,14 @@ class Decode(Node):
         "audio": Port(AudioChunk, "decoded audio, float32 (channels, n)"),
     }
 
+    @classmethod
+    def preflight(cls, config, check):
+        problems = super().preflight(config, check)
+        path = Path(config.path)
+        if "audio" in check.connected_outputs and path.exists() and _is_images(path):
+            problems.append(("path", _NO_SOUND.format(path=path)))
+        return problems
+
     def generate(self, ctx) -> Iterator[dict]:
         path = Path(self.config.path)
         if not path.exists():
@@ -79,8 +87,7 @@ class Decode(Node):
         else:
             files = [path]
         if "audio" in ctx.connected_outputs:
-            raise InputError(f"{path} is an image input and has no audio stream; connect the audio "
-                             "port to a separate decoder of an audio or video file")
+            raise InputError(_NO_SOUND.format(path=path))
         fps = Fraction(self.config.fps or 25).limit_denominator(1001)
         tb = 1 / fps
         first = _read_image(files[0])
@@ -211,6 +218,14 @@ def _media_info(path: Path, container, vstream, astream, config: DecodeConfig) -
         sample_rate=(config.audio_rate or astream.codec_context.sample_rate) if astream is not None else 0,
         channels=(config.audio_channels or astream.codec_context.channels) if astream is not None else 0,
         variable_frame_rate=vfr)
+
+
+_NO_SOUND = ("{path} is a still image (or a folder of images): it has no sound, and this graph uses the "
+             "sound of its input; give it a video with sound")
+
+
+def _is_images(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
 
 
 class _VideoOut:

@@ -72,6 +72,15 @@ class Blend(Node):
     type = "musetalk.blend"
     Config = BlendConfig
     models = FACE_PARSE_MODELS
+
+    @classmethod
+    def preflight(cls, config, check):
+        """Mode ``parsing`` needs the face parser's files (``auto`` falls back to landmarks)."""
+        if config.mode == "parsing" and not has_files(config.models, FACE_PARSE_FILES):
+            missing = ", ".join(f.path for f in FACE_PARSE_FILES)
+            return [("mode", f"mode parsing needs {missing} under the model folder {config.models}; "
+                             "use mode auto or landmarks without them")]
+        return []
     inputs = {"frames": Port(GeneratedFrame, "frames with a generated face")}
     outputs = {"frames": Port(VideoFrame, "lip-synced frames")}
     queue_size = 8

@@ -8,7 +8,7 @@ from typing import Literal
 
 from avflow import BatchSpec, ModelError, Node, Port, param
 
-from ..layout import UNET_MODELS, VAE_FILES
+from ..layout import UNET_MODELS, VAE_FILES, preflight_model_dir
 from ..payloads import PredFrame, PromptFrame, advance
 
 
@@ -43,6 +43,11 @@ class UNetGenerator(Node):
     type = "musetalk.unet"
     Config = UNetConfig
     models = UNET_MODELS
+
+    @classmethod
+    def preflight(cls, config, check):
+        """The whole model folder, checked as when the node opens (one list of missing files)."""
+        return preflight_model_dir(config)
     inputs = {"frames": Port(PromptFrame, "frames with UNet input latents and audio prompt")}
     outputs = {"frames": Port(PredFrame, "frames with generated latents")}
     batch = BatchSpec(port="frames")

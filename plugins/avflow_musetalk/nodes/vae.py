@@ -8,7 +8,7 @@ from typing import Literal
 
 from avflow import BatchSpec, Node, Port, param
 
-from ..layout import VAE_MODELS
+from ..layout import VAE_MODELS, preflight_model_dir
 from ..payloads import CropFrame, EncodedFrame, GeneratedFrame, PredFrame, advance
 
 
@@ -23,6 +23,11 @@ class VaeConfig:
 class _Vae(Node):
     Config = VaeConfig
     models = VAE_MODELS
+
+    @classmethod
+    def preflight(cls, config, check):
+        """The whole model folder, checked as when the node opens (one list of missing files)."""
+        return preflight_model_dir(config)
     batch = BatchSpec(port="frames")
     queue_size = 8
 

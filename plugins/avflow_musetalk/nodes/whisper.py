@@ -11,7 +11,7 @@ import numpy as np
 
 from avflow import AudioChunk, InputError, Node, Port, Tensor, param
 
-from ..layout import WHISPER_MODELS
+from ..layout import WHISPER_MODELS, preflight_model_dir
 from ..slicer import FEATURE_RATE, feature_count
 
 SAMPLE_RATE = 16000
@@ -81,6 +81,11 @@ class WhisperFeatures(Node):
     type = "musetalk.whisper_features"
     Config = WhisperFeaturesConfig
     models = WHISPER_MODELS
+
+    @classmethod
+    def preflight(cls, config, check):
+        """The whole model folder, checked as when the node opens (one list of missing files)."""
+        return preflight_model_dir(config)
     inputs = {"audio": Port(AudioChunk, "driving speech")}
     outputs = {"features": Port(Tensor, "Whisper hidden states, one Tensor per 30 s segment")}
 

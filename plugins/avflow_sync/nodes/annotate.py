@@ -156,6 +156,15 @@ class Annotate(Node):
             score = scores.get(face.track_id)
             if self.config.show_scores and score is not None:
                 label += f" {score:.2f}"
-            cv2.putText(img, label, (p1[0], max(12, p1[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX, font, color,
-                        max(1, t // 2), cv2.LINE_AA)
+            # On a filled box in the face's colour, so that the label reads on any background
+            # (grey text alone vanished on light walls); dark text on both colours.
+            weight = max(1, t // 2)
+            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, weight)
+            pad = max(2, t)
+            x0 = min(max(0, p1[0]), max(0, w - tw - 2 * pad))
+            y1 = p1[1] if p1[1] - th - base - 2 * pad >= 0 else min(h, p2[1] + th + base + 2 * pad)
+            y0 = y1 - th - base - 2 * pad
+            cv2.rectangle(img, (x0, y0), (x0 + tw + 2 * pad, y1), color, cv2.FILLED)
+            cv2.putText(img, label, (x0 + pad, y1 - pad - base), cv2.FONT_HERSHEY_SIMPLEX, font, (20, 20, 20),
+                        weight, cv2.LINE_AA)
         return replace(frame, image=img)

@@ -99,7 +99,7 @@ class SyncNetScorer(Node):
                                               "(sync.windows' offset_search), for sync.assign")}
     batch = BatchSpec(port="windows")
     models = [ModelFile(
-        name="Wav2Lip lip-sync expert (SyncNet_color)", param="weights", required=True,
+        name="Wav2Lip lip-sync expert (SyncNet_color)", param="weights", required=True, unless="random_init",
         doc="lipsync_expert.pth from Wav2Lip (github.com/Rudrabha/Wav2Lip, checkpoints/): a torch checkpoint, "
             "dict with 'state_dict' (face_encoder.N.conv_block.{0,1}.*, audio_encoder.N.conv_block.{0,1}.*); "
             "read with weights_only=True")]

@@ -204,3 +204,12 @@ def test_seeded_crops_in_workers_follow_torch_seed(lmdb_dir):
     torch.manual_seed(1)
     again = [starts(), starts()]
     assert first == again and first[0] != first[1]
+
+
+def test_split_by_name_as_the_build_writes_it(lmdb_dir, tmp_path):
+    # README: AVClipDataset("/data/hdtf_lmdb", "train", ...) -> <lmdb>/train.txt, from any folder.
+    (lmdb_dir / "train.txt").write_text("alice/000\nbob/003\n")
+    ds = AVClipDataset(lmdb_dir, "train", n_motions=5, crop_strategy="begin")
+    assert ds.split_file == lmdb_dir / "train.txt" and len(ds) == 2
+    with pytest.raises(InputError, match="give a path or a split name"):
+        AVClipDataset(lmdb_dir, "val", n_motions=5)

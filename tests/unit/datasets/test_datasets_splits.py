@@ -67,3 +67,21 @@ def test_stats_from_sampled_frames(tmp_path, ref):
     assert np.allclose(coef_stats(env, list(subj), max_frames=10_000)["exp_mean"], full["exp_mean"])
     with pytest.raises(InputError, match="train split is empty"):
         coef_stats(env, [])
+
+
+def test_build_warns_of_short_sequences_and_empty_splits(tmp_path, ref):
+    # Two persons with 5-6 s clips: n_motions=100 cannot crop them, and val/test are empty.
+    from avflow_datasets.build import build_warnings
+
+    subjects = {"alice/000": ref.ramp_subject(140, 140 * 640), "bob/000": ref.ramp_subject(260, 260 * 640)}
+    path = ref.write_lmdb(tmp_path / "lmdb", subjects, 100)
+    split = split_by_person(list(subjects), (0.8, 0.1, 0.1), seed=0)
+    env = READERS.get(path)
+    warnings = build_warnings(env, sorted(subjects), split, (0.8, 0.1, 0.1), 25.0)
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith("1 of 2 sequences are shorter than 200 frames (8 s")
+    assert "alice/000" in warnings[0] and "n_motions <= 70 works for all" in warnings[0]
+    assert {w.split("'")[1] for w in warnings[1:]} == {"val", "test"}
+    assert all("is empty" in w for w in warnings[1:])
+    assert build_warnings(env, sorted(subjects), {"train": ["alice/000"], "val": ["bob/000"], "test": []},
+                          (0.5, 0.5, 0.0), 25.0)[1:] == []

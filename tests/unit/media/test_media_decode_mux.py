@@ -101,7 +101,7 @@ def test_images_and_folders(tmp_path, media_dir):
         shutil.copy(media_dir / "musk.png", folder / f"img{i}.png")
     frames = decode(folder)["video"]
     assert [f.index for f in frames] == [0, 1, 2] and frames[2].time == pytest.approx(0.08)
-    with pytest.raises(InputError, match="image input and has no audio stream"):
+    with pytest.raises(InputError, match="is a still image .*give it a video with sound"):
         decode(media_dir / "musk.png", outputs=("video", "audio"))
 
 

@@ -156,7 +156,7 @@ def test_unreadable_weights_and_config(models):
     import torch
 
     (models / "whisper" / "pytorch_model.bin").write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="cannot read the Whisper weights"):
+    with pytest.raises(ModelError, match="pytorch_model.bin is not a PyTorch weights checkpoint"):
         load_whisper(models, "cpu", torch.float32)
     (models / "musetalkV15" / "musetalk.json").write_text("{broken")
     with pytest.raises(ModelError, match="musetalk.json: cannot read"):

@@ -121,3 +121,49 @@ def test_face_clips_write_one_video_per_track_with_its_audio(tmp_path):
             assert c.streams.video[0].frames == n_frames
             samples = sum(f.samples for f in c.decode(audio=0))
         assert samples / rate == pytest.approx(seconds, abs=0.07)
+
+
+def test_plot_says_which_face_is_which_draws_the_threshold_and_the_unseen_stretches(tmp_path, monkeypatch):
+    from avflow.testing import synth_video, write_video
+    from avflow_sync import report
+
+    video = write_video(tmp_path / "v.mp4", synth_video(10, 160, 96), fps=25)
+    frames = [FrameResult(index=i, time=i / 25, active="face_0" if i < 5 else None,
+                          scores={"face_0": 0.2 + 0.05 * i, **({"face_1": 0.3} if i >= 6 else {})},
+                          boxes={"face_0": [10, 10, 40, 40], **({"face_1": [100, 20, 30, 30]} if i >= 6 else {})})
+              for i in range(10)]
+    thumbs = report.face_thumbnails(video, frames)
+    assert set(thumbs) == {"face_0", "face_1"} and thumbs["face_0"].shape[2] == 3
+    drawn = {}
+    real_strips, real_labels = report._visibility_strips, report._label_curves
+
+    def strips(ax, *a):
+        real_strips(ax, *a)
+        drawn["dotted"] = [c for c in ax.collections if c.get_linestyle()[0][1] is not None]
+
+    def labels(ax, *a):
+        real_labels(ax, *a)
+        drawn["labels"] = [t.get_text() for t in ax.texts]
+        drawn["thumbnails"] = sum(type(c).__name__ == "AnnotationBbox" for c in ax.artists)
+        drawn["threshold"] = [ln.get_ydata()[0] for ln in ax.lines if ln.get_label() == "threshold"]
+
+    monkeypatch.setattr(report, "_visibility_strips", strips)
+    monkeypatch.setattr(report, "_label_curves", labels)
+    report.plot(tmp_path / "p.png", frames, [{"speaker": "face_0", "start": 0.0, "end": 0.2}], "t",
+                threshold=0.5, thumbnails=thumbs)
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"face_0", "face_1"} <= set(drawn["labels"]) and drawn["thumbnails"] == 2
+    assert drawn["threshold"] == [0.5]
+    assert len(drawn["dotted"]) == 1  # face_1 was not visible for its first 6 frames
+
+
+def test_annotate_labels_read_on_a_light_background():
+    runner = NodeRunner(Annotate, max_pending=10)
+    img = np.full((100, 200, 3), 235, np.uint8)  # a light wall
+    runner.feed("frames", VideoFrame(pts=0, time_base=TB, image=img, index=0))
+    runner.feed("tracks", tracked(0, [("face_0", (10, 40, 40, 40)), ("face_1", (120, 40, 40, 40))]))
+    runner.feed("active", decision(0, "face_1", {}))
+    out = runner.outputs["frames"][0].image
+    label = out[20:40, 10:60]  # above face_0's box: its (non-speaker) label
+    assert (label.max(axis=2) < 80).sum() > 10  # dark text ...
+    assert (np.abs(label.astype(int) - 170).max(axis=2) < 3).sum() > 50  # ... on a filled grey box
