@@ -49,9 +49,11 @@ class VoiceTurns(Payload):
     :ivar voices: ``[{"id": "voice_0", "speech": seconds, "turns": n}]``, by first appearance.
     :ivar speech: ``[(start, end)]`` seconds of speech found by the activity detector.
     :ivar overlaps: ``[{"start", "end", "voices": [a, b]}]`` where a second voice is heard too.
+    :ivar centroids: ``{voice id: (256,) float32}``, each voice's mean embedding (L2-normalised).
     """
 
     turns: list[dict[str, Any]] = field(default_factory=list)
     voices: list[dict[str, Any]] = field(default_factory=list)
     speech: list[tuple[float, float]] = field(default_factory=list)
     overlaps: list[dict[str, Any]] = field(default_factory=list)
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)

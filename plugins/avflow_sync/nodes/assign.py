@@ -22,8 +22,10 @@ class AssignConfig:
     min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
     split_min: float = param(1.5, "seconds of speech a part of a voice (voice.cluster's finer groups) needs "
                                   "for its lips to split it from the voice (two similar voices merged)", min=0.0)
-    split_margin: float = param(0.05, "how much more confident such a part must be of its face than of the "
+    split_margin: float = param(0.1, "how much more confident such a part must be of its face than of the "
                                       "voice's own", min=0.0)
+    merge_offset: int = param(1, "a voice without a face joins the voice of the face its lips follow when "
+                                 "its A/V offset there is within this many frames of that voice's", min=0)
     plot_window: int = param(25, "frames of the moving mean of the per-track curves (as plotted)", min=1)
 
 
@@ -110,6 +112,11 @@ class VoiceAssigner(Node):
             voice_ids = voice_ids + split
             pool = self._pool(frames, self._frame_turns(times, turns), turns)
             result = self._assign(pool, voice_ids, tracks, threshold)
+        merged = self._merge(pool, result, turns, voice_ids, tracks, threshold)
+        if merged:
+            voice_ids = [vid for vid in voice_ids if vid not in merged]
+            pool = self._pool(frames, self._frame_turns(times, turns), turns)
+            result = self._assign(pool, voice_ids, tracks, threshold)
         frame_voice = [turns[i]["voice"] if i is not None else None for i in self._frame_turns(times, turns)]
         face_of = {vid: info["speaker"] for vid, info in result["voices"].items()}
         offsets = {info["speaker"]: info["offset_frames"] for info in result["voices"].values() if info["speaker"]}
@@ -185,6 +192,32 @@ class VoiceAssigner(Node):
                 "offset": round(best.offset * frame_s, 3) if best else None,
                 "evidence": {t: round(float(conf[i, k]), 4) for k, t in enumerate(tracks)}}
         return {"voices": out}
+
+    def _merge(self, pool, result, turns, voice_ids, tracks, threshold) -> set[str]:
+        """One person the audio cut into two voices: a voice left without a face whose lips
+        evidence peaks, above ``threshold``, at the face of another voice *and at that voice's
+        A/V offset* (within ``merge_offset`` frames; chance peaks fall anywhere in the search)
+        joins that voice."""
+        c = self.config
+        owner = {info["speaker"]: vid for vid, info in result["voices"].items() if info["speaker"]}
+        merged: set[str] = set()
+        for vid in voice_ids:
+            if result["voices"][vid]["speaker"] is not None:
+                continue
+            conf, pooled = self._confidences(pool, vid, tracks)
+            for j in np.argsort(-conf):
+                face = tracks[int(j)]
+                if conf[j] <= threshold:
+                    break
+                if face not in owner:
+                    continue
+                if abs(pooled[int(j)].offset - result["voices"][owner[face]]["offset_frames"]) <= c.merge_offset:
+                    for t in turns:
+                        if t["voice"] == vid:
+                            t["voice"] = owner[face]
+                    merged.add(vid)
+                break
+        return merged
 
     def _split(self, pool, result, turns, voice_ids, tracks, threshold) -> list[str]:
         """Two similar voices merged: parts of a voice (``voice.cluster``'s finer groups) whose lips

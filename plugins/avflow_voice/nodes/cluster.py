@@ -135,8 +135,9 @@ class VoiceClusterer(Node):
         overlaps = self._overlaps(centres, sim, labels, ids)
         ctx.logger.info("%d voices in %.1f s of speech (%d windows)", len(listed),
                         sum(b - a for a, b in speech), len(emb))
+        centroids = {vid: voices.centroids[k].astype(np.float32) for k, vid in ids.items()}
         return {"voices": VoiceTurns(pts=0, time_base=Fraction(1), turns=turns, voices=listed,
-                                     speech=speech, overlaps=overlaps)}
+                                     speech=speech, overlaps=overlaps, centroids=centroids)}
 
     def _hops_of_speech(self) -> np.ndarray:
         """Centre times of every 32 ms hop of speech."""
