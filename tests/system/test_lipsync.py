@@ -250,11 +250,10 @@ def test_wrong_shaped_weights_are_a_clear_exit_2_error(media_dir, speech, tiny_m
     state = torch.load(path, weights_only=True)
     state["decoder.conv_in.weight"] = torch.zeros(16, 3, 3, 3)
     torch.save(state, path)
-    # Found by validation, before any node opens (issue 14): one issue for the five nodes using it.
-    with pytest.raises(avflow.GraphValidationError) as err:
+    with pytest.raises(NodeError) as err:
         run(GRAPH, {"video": media_dir / "yongen.jpeg", "audio": speech(1.2), "models": models},
             tmp_path / "out", cache_dir)
-    assert err.value.exit_code == 2 and len(err.value.issues) == 1
+    assert err.value.exit_code == 2 and isinstance(err.value.cause, ModelError)
     msg = str(err.value)
     assert str(path) in msg and "'decoder.conv_in.weight'" in msg
     assert "(16, 3, 3, 3)" in msg and "(16, 4, 3, 3)" in msg

@@ -170,7 +170,7 @@ def test_readme_embedding_snippet(stage):
 @pytest.mark.slow
 def test_readme_many_inputs_snippet(stage):
     root, _ = stage
-    code = "import avflow\n" + next(b for b in PYTHON if "run_many" in b)
+    code = next(b for b in PYTHON if "run_many" in b)
     _run_snippet(code, root)
 
 
