@@ -234,15 +234,20 @@ def _visibility_strips(ax: Any, frames: Sequence[FrameResult], track_ids: list[s
 
 
 def face_thumbnails(video: str | Path, frames: Sequence[FrameResult], size: int = 64) -> dict[str, Any]:
-    """Track id -> an RGB picture of its face (``size`` px high), from the frame where its box is
-    largest; for :func:`plot`. Reads the video once, up to the last frame needed (PyAV)."""
+    """Track id -> an RGB picture of its face (``size`` px high), from the first frame where its box
+    is at least 80 % of its largest (early frames: the video is decoded only up to the last frame
+    needed); for :func:`plot` (PyAV)."""
     import av
     import numpy as np
 
+    largest: dict[str, float] = {}
+    for f in frames:
+        for tid, (x, y, w, h) in f.boxes.items():
+            largest[tid] = max(largest.get(tid, 0.0), w * h)
     best: dict[str, tuple[float, int, list[float]]] = {}
     for f in frames:
         for tid, (x, y, w, h) in f.boxes.items():
-            if tid not in best or w * h > best[tid][0]:
+            if tid not in best and w * h >= 0.8 * largest[tid]:
                 best[tid] = (w * h, f.index, [x, y, w, h])
     wanted: dict[int, list[str]] = {}
     for tid, (_, index, _box) in best.items():

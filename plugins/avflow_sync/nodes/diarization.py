@@ -9,7 +9,7 @@ from pathlib import Path
 from avflow import File, MediaInfo, Node, Port, Record, TrackedFaces, atomic_path, param, write_text_atomic
 
 from .. import formats
-from ..report import FrameResult, document, dumps, plot, rttm
+from ..report import FrameResult, document, dumps, face_thumbnails, plot, rttm
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,9 @@ class DiarizationWriter(Node):
         if self.config.plot is not None and "plot" in wanted:
             final = ctx.output_path(self.config.plot)
             with atomic_path(final) as tmp:
+                thumbs = face_thumbnails(doc["video"], frames) if doc["tracks"] and Path(doc["video"]).is_file() else None
                 plot(tmp, frames, doc["segments"], title=Path(doc["video"]).name or "diarization",
-                     threshold=self.config.threshold, voices=doc.get("voices"))
+                     threshold=self.config.threshold, voices=doc.get("voices"), thumbnails=thumbs)
             out["plot"] = File(pts=0, time_base=Fraction(1), path=final, kind="image/png")
         n_turns = len(doc["segments"])
         ctx.logger.info("%d frames, %d tracks, %d voices, %d speech turns -> %s", len(frames), len(doc["tracks"]),
