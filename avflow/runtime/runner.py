@@ -75,7 +75,8 @@ def default_cache_dir() -> Path:
 class Runner:
     """Load, validate and run one graph.
 
-    :param graph: a :class:`GraphSpec`, a path to a YAML file, a YAML string or a dict.
+    :param graph: a :class:`GraphSpec`, a path to a YAML file, the name of a shipped graph
+        (``"diarize"``: ``Registry.find_graph``), a YAML string or a dict.
     :param params: overrides, ``{"video": ..., "node_id.param": ...}``.
     :param registry: node types to use (default: every plugin found via entry points).
     :param output_dir: where nodes write files (default ``out/<graph name>``).
@@ -100,10 +101,12 @@ class Runner:
         queue_size: int | None = None,
         cli_strings: bool = False,
     ):
+        self.registry = registry if registry is not None else Registry.default()
+        if isinstance(graph, str) and "\n" not in graph and not Path(graph).exists():
+            graph = self.registry.find_graph(graph) or graph  # a shipped graph's name
         self.spec = graph if isinstance(graph, GraphSpec) else load_graph(
             dict(graph) if isinstance(graph, Mapping) else graph)
         self.params = dict(params or {})
-        self.registry = registry if registry is not None else Registry.default()
         self.output_dir = Path(output_dir) if output_dir is not None else Path("out") / self.spec.name
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.device = device

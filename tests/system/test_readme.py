@@ -42,7 +42,7 @@ PYTHON = [body for lang, body in BLOCKS if lang == "python"]
 
 def test_the_readme_has_what_these_tests_read():
     assert "scripts/demo.sh path/to/video.mp4" in COMMANDS and "scripts/test.sh" in COMMANDS
-    assert len(COMMANDS) >= 20 and len(PYTHON) == 4
+    assert len(COMMANDS) >= 20 and len(PYTHON) == 5
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,14 @@ def test_readme_embedding_snippet(stage):
     # the snippet cancels after 10 s: a run of the 5 s clip may finish first, or be cancelled
     code = code.replace("result = runner.run()", "try:\n    result = runner.run()\nexcept avflow.Cancelled:\n    pass")
     _run_snippet(code, root)
+
+
+@pytest.mark.slow
+def test_readme_pyannote_lhotse_snippet(stage):
+    root, _ = stage
+    code = next(b for b in PYTHON if "to_supervision_set" in b)
+    (root / "reference.rttm").write_text("SPEAKER talk 1 0.000 3.000 <NA> <NA> tile_0 <NA> <NA>\n")
+    _run_snippet(code + "\nassert len(supervisions) >= 1\n", root)
 
 
 @pytest.mark.slow

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import avflow
 
 REGISTRY = avflow.Registry.default()
+# validation checks that the input exists: a real clip (the tests only validate, nothing runs)
+VIDEO = Path(__file__).resolve().parents[3] / ".." / "shared" / "media" / "talking1.mp4"
 
 
 def plan(**overrides):
+    if not VIDEO.is_file():
+        pytest.skip(f"test media {VIDEO} is absent")
     return avflow.validate(avflow.load_graph(REGISTRY.graphs()["diarize"]), REGISTRY,
-                           {"video": "talk.mp4", **overrides})
+                           {"video": str(VIDEO), **overrides})
 
 
 def test_default_outputs_write_json_rttm_captions_plot_and_the_annotated_video():

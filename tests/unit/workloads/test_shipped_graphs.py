@@ -34,3 +34,9 @@ def test_graphs_are_found_by_name_from_any_folder(tmp_path):
 
 def test_the_checkout_path_form_still_works(repo_dir):
     assert avflow.load_graph(repo_dir / "graphs" / "diarize.yaml").name == "diarize"
+
+
+def test_the_embedding_api_finds_a_shipped_graph_by_name():
+    import avflow
+
+    assert avflow.Runner("diarize").spec.name == "diarize"
