@@ -33,6 +33,7 @@ class FaceFrame(Payload):
     image: np.ndarray  # HxWx3 uint8 RGB, the whole source frame
     index: int = 0  # position in the source video
     out_index: int = -1  # position in the generated video (set by musetalk.audio_prompts)
+    n_out: int | None = None  # frames the run generates, once the audio's end is known (for progress)
     duration: Fraction | None = None  # seconds this frame is shown, if known
     box: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2: MuseTalk's crop region
     landmarks: np.ndarray | None = None  # (68, 2) float32 frame pixels (iBUG order, from the face mesh)

@@ -107,6 +107,11 @@ class Blend(Node):
                         "landmarks" + (" (no face-parse-bisent/ in the model folder)" if c.mode == "auto" else ""))
 
     def process(self, port, item: GeneratedFrame, ctx):
+        # The last stage counts the frames it finishes, so the run's progress follows the
+        # generation rather than the prompts, which run ahead into the model's queue.
+        if item.n_out is not None and ctx.progress.total is None:
+            ctx.progress.set_total(item.n_out, "frames")
+        ctx.progress.advance()
         c = self.config
         image = item.image
         if item.box is not None and item.face is not None:

@@ -272,9 +272,10 @@ class AudioPrompts(Node):
                 payload = self._load(src)
             if k != src:
                 self._cycled += 1
+            n_out = math.floor(self._audio_end / self._dt) if self._audio_end is not None and self._dt else None
             out.append(advance(payload, PromptFrame, pts=round(tau / self._tb), time_base=self._tb, out_index=k,
                                duration=self._dt if payload.duration is None else payload.duration,
-                               prompt=prompt))
+                               prompt=prompt, n_out=n_out))
             self._emitted += 1
             self._win.drop_before(start)
             self._schedule_cycle()

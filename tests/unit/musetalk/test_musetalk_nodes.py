@@ -207,3 +207,13 @@ def test_unet_refuses_a_prompt_of_the_wrong_width(tiny_models, encoded_frames):
                       prompt=np.zeros((50, 384), np.float32)) for e in encoded_frames(1)]
     with pytest.raises(ModelError, match="cross_attention_dim"):
         NodeRunner(UNetGenerator, models=tiny_models).run({"frames": frames})
+
+
+def test_blend_counts_the_frames_it_finishes_for_the_progress_bar():
+    """The run's bar follows the last stage (issue 14: prompts ran ahead and the bar sat at 100 %)."""
+    frames = [GeneratedFrame(pts=i, time_base=Fraction(1, 25), image=np.zeros((8, 8, 3), np.uint8), out_index=i,
+                             n_out=None if i == 0 else 3) for i in range(3)]
+    runner = NodeRunner(Blend, mode="landmarks")
+    runner.run({"frames": frames})
+    assert runner.progress_events[-1] == (3, 3)
+    assert any(total == 3 for _, total in runner.progress_events)
