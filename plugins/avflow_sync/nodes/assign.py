@@ -29,7 +29,8 @@ class AssignConfig:
     plot_window: int = param(25, "frames of the moving mean of the per-track curves (as plotted)", min=1)
 
 
-#: default thresholds by evidence scale (SyncEvidence's producer), measured on composed fixtures
+#: default thresholds by evidence scale (SyncEvidence.scale): motion chosen on the tuning split of
+#: avflow.testing.compose.diarization_suite; syncnet a guess (no real weights here to measure it)
 THRESHOLDS = {"motion": 0.08, "syncnet": 0.05}
 
 
