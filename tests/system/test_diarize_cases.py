@@ -45,6 +45,8 @@ def test_case_through_the_default_graph(case, suite, repo_dir):
     if case in ("noface", "offscreen"):
         # voices nobody visible speaks are still in the RTTM, under their voice ids
         offscreen = [v["id"] for v in doc["voices"] if v["speaker"] is None]
+        if case == "noface":  # said, not silent: a warning line and the JSON's warnings
+            assert any("no face" in w for w in doc["warnings"]), doc["warnings"]
         assert offscreen and all(vid in (out / "diarization.rttm").read_text() for vid in offscreen)
     if case in ("silence", "music"):
         assert all(a is None for a in doc["active"]) if case == "silence" else True
