@@ -44,7 +44,9 @@ class VoiceAssigner(Node):
     (``linear_sum_assignment``); a voice whose best face is not above ``threshold`` has no visible
     face (an off-screen voice). A voice whose parts (``voice.cluster``'s finer groups of windows)
     point clearly at another face than its own (at least ``split_min`` seconds of speech,
-    ``split_margin`` more confident) is split first: two similar voices the audio merged.
+    ``split_margin`` more confident) is split first: two similar voices the audio merged. Then a
+    voice left without a face whose lips peak at another voice's face, at that voice's A/V offset
+    (within ``merge_offset`` frames), joins it: one person the audio cut in two (an overlap).
     Every frame's speaker is then the face of the voice heard in it, when that face is visible
     (null otherwise: silence, an off-screen voice, or the face gone from view).
 
@@ -106,19 +108,22 @@ class VoiceAssigner(Node):
         threshold = c.threshold if c.threshold is not None else THRESHOLDS.get(self._scale or "motion", 0.08)
         voice_ids = [x["id"] for x in (getattr(v, "voices", None) or [])]
         tracks = sorted({t for *_, ids in frames for t in ids})
-        pool = self._pool(frames, self._frame_turns(times, turns), turns)
-        result = self._assign(pool, voice_ids, tracks, threshold)
+        frame_turns = self._frame_turns(times, turns)  # fixed; a split or merge relabels the turns
+
+        def assign(ids):
+            pool = self._pool(frames, frame_turns, turns)
+            return pool, self._assign(pool, ids, tracks, threshold)
+
+        pool, result = assign(voice_ids)
         split = self._split(pool, result, turns, voice_ids, tracks, threshold)
         if split:
             voice_ids = voice_ids + split
-            pool = self._pool(frames, self._frame_turns(times, turns), turns)
-            result = self._assign(pool, voice_ids, tracks, threshold)
+            pool, result = assign(voice_ids)
         merged = self._merge(pool, result, turns, voice_ids, tracks, threshold)
         if merged:
             voice_ids = [vid for vid in voice_ids if vid not in merged]
-            pool = self._pool(frames, self._frame_turns(times, turns), turns)
-            result = self._assign(pool, voice_ids, tracks, threshold)
-        frame_voice = [turns[i]["voice"] if i is not None else None for i in self._frame_turns(times, turns)]
+            pool, result = assign(voice_ids)
+        frame_voice = [turns[i]["voice"] if i is not None else None for i in frame_turns]
         face_of = {vid: info["speaker"] for vid, info in result["voices"].items()}
         offsets = {info["speaker"]: info["offset_frames"] for info in result["voices"].values() if info["speaker"]}
         curves = self._curves(frames, offsets)
