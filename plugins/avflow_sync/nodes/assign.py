@@ -41,7 +41,9 @@ class VoiceAssigner(Node):
     face over the frames where the voice speaks and the face is visible (:mod:`avflow_sync.assign`):
     a synchrony curve over audio offsets whose peak minus median is the confidence, and whose
     peak is the face's A/V offset. Voices and faces are paired one to one
-    (``linear_sum_assignment``); a voice whose best face is not above ``threshold`` has no visible
+    (``linear_sum_assignment``, each voice weighted by its frames of evidence, so that a few seconds
+    with a lucky peak do not take a face from a voice heard for minutes); a voice whose best face
+    is not above ``threshold`` has no visible
     face (an off-screen voice). A voice whose parts (``voice.cluster``'s finer groups of windows)
     point clearly at another face than its own (at least ``split_min`` seconds of speech,
     ``split_margin`` more confident) is split first: two similar voices the audio merged. Then a
@@ -186,7 +188,9 @@ class VoiceAssigner(Node):
         pooled = {}
         for i, vid in enumerate(voice_ids):
             conf[i], pooled[vid] = self._confidences(pool, vid, tracks)
-        chosen = assign_faces(conf, threshold)
+        # each voice's say in the pairing: the frames of evidence it has (its speech while faces show)
+        weight = [max((p.frames for p in pooled[vid]), default=0) for vid in voice_ids]
+        chosen = assign_faces(conf, threshold, np.array(weight, np.float64))
         out = {}
         for i, vid in enumerate(voice_ids):
             j = chosen[i]
