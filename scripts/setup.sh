@@ -19,14 +19,14 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
        "(mediapipe, diffusers, transformers, librosa, silero-vad, resemblyzer, pyannote.metrics, ray, pytest)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-  # Resemblyzer (voice embeddings; its weights are in the wheel) requires `webrtcvad`, which only
-  # builds from source: install the same module from `webrtcvad-wheels`, then Resemblyzer alone.
-  "$VENV/bin/python" -m pip install --quiet "webrtcvad-wheels>=2.0.10"
-  "$VENV/bin/python" -m pip install --quiet --no-deps "resemblyzer==0.1.4"
   # editable_mode=compat: a path entry, not an import hook, so that a folder named avflow/ in the
   # current directory (the parent of this clone, say) cannot shadow the package as a namespace.
   # That entry is the clone's root; the built-in plugins live under plugins/, added the same way.
   "$VENV/bin/python" -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
+  # Resemblyzer (voice embeddings; its weights are in the wheel) requires `webrtcvad`, which only
+  # builds from source; the project brings the same module from `webrtcvad-wheels`. Installed last
+  # and alone, so pip's check of the project install does not report the name it cannot match.
+  "$VENV/bin/python" -m pip install --quiet --no-deps "resemblyzer==0.1.4"
   site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "$PWD/plugins" > "$site/__editable__.avflow-plugins.pth"
   echo "installed; avflow is $VENV/bin/avflow" >&2

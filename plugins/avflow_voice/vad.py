@@ -120,7 +120,6 @@ class StreamingVAD:
         self._tail = np.zeros(CONTEXT, np.float32)
         self._pending = np.zeros(0, np.float32)
         self._state = None
-        self.n_chunks = 0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         buf = np.concatenate([self._pending, np.asarray(samples, np.float32).reshape(-1)])
@@ -145,5 +144,4 @@ class StreamingVAD:
         with torch.inference_mode():
             prob, self._state = self.model(frames, self._state)
         self._tail = audio[-CONTEXT:].copy()
-        self.n_chunks += n
         return prob.numpy().astype(np.float32)

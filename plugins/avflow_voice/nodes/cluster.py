@@ -78,7 +78,6 @@ class VoiceClusterer(Node):
         self._spans: list[tuple[float, float]] = []
         self._speech_runs: list[list[float]] = []  # [start, end] of speech
         self._hop = _vad.HOP_S
-        self._hops: list[tuple[float, bool]] = []  # (start, speech) per 32 ms, speech only kept
 
     def process(self, port, item, ctx):
         if port == "embeddings":

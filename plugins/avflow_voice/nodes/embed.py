@@ -86,7 +86,7 @@ class VoiceEmbedder(Node):
     def process(self, port, item, ctx):
         if port == "audio":
             mono = self._audio.push(item)
-            self._add_mel(self._mel.push(mono))
+            self._mels.extend(self._mel.push(mono))
         else:
             if self._speech_start is None:
                 self._speech_start = item.time
@@ -97,7 +97,7 @@ class VoiceEmbedder(Node):
 
     def finish(self, ctx):
         if self._audio.start is not None:
-            self._add_mel(self._mel.push(self._audio.flush(), final=True))
+            self._mels.extend(self._mel.push(self._audio.flush(), final=True))
         self._classify(final=True)
         self._end_utterance()
         return self._embed(final=True)
@@ -109,9 +109,6 @@ class VoiceEmbedder(Node):
             self._windows.append((np.stack(self._frames[-self._win:]), self._times[-self._win:]))
         self._frames, self._times = [], []
         self._since, self._any_window = 0, False
-
-    def _add_mel(self, frames: np.ndarray) -> None:
-        self._mels.extend(frames)
 
     def _classify(self, final: bool = False) -> None:
         """Move mel frames whose time the speech decisions cover into the speech queue."""
