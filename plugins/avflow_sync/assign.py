@@ -7,7 +7,9 @@ synchrony curve over offsets. Its **confidence** is the peak minus the median ov
 syncnet_python's confidence is the median minus the minimum distance: a face in sync with the
 voice has a clear peak at its audio/video offset, a face that moves to something else (or not
 at all) has a flat curve, whatever its size, frame rate or talking style. The peak's offset is
-the face's estimated A/V offset for that voice.
+the face's estimated A/V offset for that voice; the peak is sought inside the search, not at its
+two ends (a curve still rising there has no located peak, and chance peaks of short voices land
+there). Once a face's offset is known, :meth:`Pooled.confidence_at` reads the curve at it.
 
 Voices and faces are then paired one to one by :func:`scipy.optimize.linear_sum_assignment`,
 maximising the summed confidence, each voice also free to take "no visible face" at the value
@@ -33,11 +35,30 @@ class Pooled:
     def confidence(self) -> float:
         if self.frames == 0 or self.curve.size < 3:
             return 0.0
-        return float(np.max(self.curve) - np.median(self.curve))
+        return float(self.curve[self._peak] - np.median(self.curve))
+
+    @property
+    def _peak(self) -> int:
+        # the highest point inside the search: a curve still rising at its end has no located peak
+        if self.curve.size < 3:
+            return int(np.argmax(self.curve))
+        return 1 + int(np.argmax(self.curve[1:-1]))
+
+    def confidence_at(self, offset: int | None) -> float:
+        """The curve at ``offset`` (frames) minus its median: the confidence when the offset is
+        known (a face's, from all of its speech) rather than searched for."""
+        if offset is None:
+            return self.confidence
+        if self.frames == 0 or self.curve.size < 3:
+            return 0.0
+        hit = np.flatnonzero(self.offsets == offset)
+        if hit.size == 0:
+            return 0.0
+        return float(self.curve[hit[0]] - np.median(self.curve))
 
     @property
     def offset(self) -> int:
-        return int(self.offsets[int(np.argmax(self.curve))]) if self.curve.size else 0
+        return int(self.offsets[self._peak]) if self.curve.size else 0
 
 
 class EvidencePool:

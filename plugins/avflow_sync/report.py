@@ -87,6 +87,7 @@ def document(video: str, fps: float, width: int, height: int, frames: Sequence[F
         doc["overlaps"] = voices.get("overlaps", [])
         if not doc["voices"]:
             warnings.append("no speech was heard")
+        warnings.extend(voices.get("warnings", []))
     doc["warnings"] = warnings
     return doc
 

@@ -8,10 +8,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from avflow import Node, Payload, Port, Record, TrackedFaces, param
+from avflow import Node, Payload, Port, Record, Score, TrackedFaces, param
 
 from ..assign import EvidencePool, assign_faces
+from ..decision import decide_sequence
 from ..payloads import SyncEvidence
+from ..smoothing import smooth_sequence
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,16 @@ class AssignConfig:
                                       "voice's own", min=0.0)
     merge_offset: int = param(1, "a voice without a face joins the voice of the face its lips follow when "
                                  "its A/V offset there is within this many frames of that voice's", min=0)
+    face_offset: bool = param(True, "fix a face's A/V offset from the voice it is first given, then read every "
+                                    "voice's confidence for that face at it (false: searched per voice)")
+    offset_min: float = param(3.0, "seconds of evidence the first voice needs for its offset to fix its face's",
+                              min=0.0)
+    short_speech: float = param(3.0, "with less speech than this (s) in all, voices cannot be told apart (an "
+                                     "embedding window is 1.6 s): each frame of speech goes to the face whose "
+                                     "smoothed score is highest, as decision=frame decides (needs the scores input)",
+                                min=0.0)
+    short_window: int = param(9, "with short input: frames of the moving mean of the scores", min=1)
+    short_min_turn: int = param(8, "with short input: shortest turn in frames", min=1)
     plot_window: int = param(25, "frames of the moving mean of the per-track curves (as plotted)", min=1)
 
 
@@ -43,25 +55,35 @@ class VoiceAssigner(Node):
     peak is the face's A/V offset. Voices and faces are paired one to one
     (``linear_sum_assignment``, each voice weighted by its frames of evidence, so that a few seconds
     with a lucky peak do not take a face from a voice heard for minutes); a voice whose best face
-    is not above ``threshold`` has no visible
-    face (an off-screen voice). A voice whose parts (``voice.cluster``'s finer groups of windows)
-    point clearly at another face than its own (at least ``split_min`` seconds of speech,
-    ``split_margin`` more confident) is split first: two similar voices the audio merged. Then a
-    voice left without a face whose lips peak at another voice's face, at that voice's A/V offset
-    (within ``merge_offset`` frames), joins it: one person the audio cut in two (an overlap).
-    Every frame's speaker is then the face of the voice heard in it, when that face is visible
-    (null otherwise: silence, an off-screen voice, or the face gone from view).
+    is not above ``threshold`` has no visible face (an off-screen voice). A face given a voice with
+    ``offset_min`` seconds of evidence keeps that voice's A/V offset (``face_offset``): the pairing
+    is done again with every voice's confidence for that face read at it, not searched anew, so
+    that a short voice cannot take a face through a chance peak elsewhere in the search. A voice
+    whose parts (``voice.cluster``'s finer groups of windows) point clearly at another face than
+    its own (at least ``split_min`` seconds of speech, ``split_margin`` more confident) is split
+    next: two similar voices the audio merged. Then a voice left without a face whose lips peak
+    at another voice's face, at that voice's A/V offset (within ``merge_offset`` frames), joins
+    it: one person the audio cut in two (an overlap). Every frame's speaker is then the face of
+    the voice heard in it, when that face is visible (null otherwise: silence, an off-screen
+    voice, or the face gone from view).
+
+    Input with less than ``short_speech`` seconds of speech in all (a clip of a second or two)
+    holds too little for voices to be told apart: there each frame of speech goes to the face
+    whose ``scores`` (smoothed over ``short_window`` frames) are highest, as ``decision=frame``
+    would pick it, and ``data["warnings"]`` says so.
 
     Ports:
       - in ``evidence`` (SyncEvidence): per track per frame, at every offset.
       - in ``voices`` (Payload): ``voice.cluster``'s ``VoiceTurns`` (``turns``, ``voices``, ``speech``).
       - in ``tracks`` (TrackedFaces): every frame (the frame clock) and who is visible in it.
+      - in ``scores`` (Score, optional): per track per frame (``sync.motion``, ``sync.syncnet``); used
+        only for short input, see above.
       - out ``active`` (Record): per frame, as ``sync.speaker``'s: ``frame_index``, ``time``, ``active``
         (track id or null), ``voice`` (voice id or null), ``scores`` (per-track curve, as plotted).
       - out ``voices`` (Record): ``data["voices"]``: per voice ``id``, ``speech`` (s), ``speaker``
         (track id or null), ``confidence``, ``offset`` (s, positive: the sound comes late),
         ``evidence`` ({track id: confidence}); ``data["turns"]``, ``data["overlaps"]``,
-        ``data["threshold"]``.
+        ``data["threshold"]``, ``data["warnings"]``.
 
     Everything is decided when the voices arrive (at the end of the audio): the node holds the
     evidence of every frame (K floats per track per frame, ~1 MB per minute for three faces).
@@ -70,14 +92,17 @@ class VoiceAssigner(Node):
 
         assign:
           type: sync.assign
-          inputs: {evidence: motion.evidence, voices: voices.voices, tracks: track.tracks}
+          inputs: {evidence: motion.evidence, voices: voices.voices, tracks: track.tracks,
+                   scores: motion.scores}
     """
 
     type = "sync.assign"
     Config = AssignConfig
     inputs = {"evidence": Port(SyncEvidence, "lip/audio agreement per track per frame and offset"),
               "voices": Port(Payload, "voice turns (voice.cluster)"),
-              "tracks": Port(TrackedFaces, "every frame's face tracks")}
+              "tracks": Port(TrackedFaces, "every frame's face tracks"),
+              "scores": Port(Score, "per-frame sync scores (sync.motion, sync.syncnet): the decision for input "
+                                    "with too little speech for voices", optional=True)}
     outputs = {"active": Port(Record, "per frame: the speaking track id (or null) and the voice"),
                "voices": Port(Record, "each voice, its face and the evidence for it")}
     queue_size = 256
@@ -87,11 +112,18 @@ class VoiceAssigner(Node):
         self._evidence: dict[int, list[SyncEvidence]] = {}
         self._voices = None
         self._scale: str | None = None
+        self._offset_of: dict[str, int] = {}  # faces whose A/V offset is fixed (finish)
+        self._scores: dict[str, dict[int, float | None]] = {}
+        self._score_threshold: float | None = None
 
     def process(self, port, item, ctx):
         if port == "tracks":
             self._frames.append((item.frame_index, item.pts, Fraction(item.time_base),
                                  [f.track_id for f in item.faces]))
+        elif port == "scores":
+            self._scores.setdefault(item.track_id, {})[item.frame_index] = item.value
+            if self._score_threshold is None and item.extra.get("threshold") is not None:
+                self._score_threshold = float(item.extra["threshold"])
         elif port == "evidence":
             self._evidence.setdefault(item.frame_index, []).append(item)
             if self._scale is None:
@@ -117,6 +149,9 @@ class VoiceAssigner(Node):
             return pool, self._assign(pool, ids, tracks, threshold)
 
         pool, result = assign(voice_ids)
+        if c.face_offset:
+            self._offset_of = self._face_offsets(result)
+            pool, result = assign(voice_ids)
         split = self._split(pool, result, turns, voice_ids, tracks, threshold)
         if split:
             voice_ids = voice_ids + split
@@ -129,9 +164,19 @@ class VoiceAssigner(Node):
         face_of = {vid: info["speaker"] for vid, info in result["voices"].items()}
         offsets = {info["speaker"]: info["offset_frames"] for info in result["voices"].values() if info["speaker"]}
         curves = self._curves(frames, offsets)
+        frame_face = [face_of.get(vid) if vid is not None else None for vid in frame_voice]
+        warnings = []
+        heard = sum(t.get("speech", t["end"] - t["start"]) for t in turns)
+        if 0 < heard < c.short_speech and tracks:
+            if self._scores:
+                frame_face = self._by_scores(frames, frame_voice)
+                warnings.append(f"only {heard:.1f} s of speech: too little to tell voices apart, so each frame's "
+                                f"speaker is the face whose lips follow the audio best there")
+            else:
+                warnings.append(f"only {heard:.1f} s of speech: too little to tell voices apart (connect "
+                                f"sync.assign's scores input to decide such input frame by frame)")
         records = []
-        for (idx, pts, tb, ids), t, vid in zip(frames, times, frame_voice):
-            face = face_of.get(vid) if vid is not None else None
+        for (idx, pts, tb, ids), t, vid, face in zip(frames, times, frame_voice, frame_face):
             active = face if face in ids else None
             records.append(Record(pts=pts, time_base=tb, data={
                 "frame_index": idx, "time": t, "active": active, "voice": vid,
@@ -151,7 +196,7 @@ class VoiceAssigner(Node):
                                 max(info["evidence"].items(), key=lambda kv: kv[1], default=("none", 0.0))[0])
         summary = Record(pts=0, time_base=Fraction(1), data={
             "voices": voices_out, "turns": turns, "overlaps": list(getattr(v, "overlaps", None) or []),
-            "speech": [list(s) for s in speech], "threshold": threshold})
+            "speech": [list(s) for s in speech], "threshold": threshold, "warnings": warnings})
         return {"active": records, "voices": summary}
 
     @staticmethod
@@ -180,7 +225,9 @@ class VoiceAssigner(Node):
     def _confidences(self, pool: EvidencePool, key, tracks) -> tuple[np.ndarray, list]:
         c = self.config
         pooled = [pool.pooled(key, tid) for tid in tracks]
-        return np.array([p.confidence if p.frames >= c.min_frames else 0.0 for p in pooled]), pooled
+        conf = [p.confidence_at(self._offset_of.get(tid)) if p.frames >= c.min_frames else 0.0
+                for p, tid in zip(pooled, tracks)]
+        return np.array(conf), pooled
 
     def _assign(self, pool: EvidencePool, voice_ids, tracks, threshold) -> dict:
         frame_s = self._frame_s()
@@ -195,11 +242,13 @@ class VoiceAssigner(Node):
         for i, vid in enumerate(voice_ids):
             j = chosen[i]
             best = pooled[vid][j] if j is not None else None
+            off = self._offset_of.get(tracks[j], best.offset) if best else 0
             out[vid] = {
                 "speaker": tracks[j] if j is not None else None,
                 "confidence": round(float(conf[i, j] if j is not None else (conf[i].max() if len(tracks) else 0.0)), 4),
-                "offset_frames": best.offset if best else 0,
-                "offset": round(best.offset * frame_s, 3) if best else None,
+                "offset_frames": off,
+                "frames": best.frames if best else 0,
+                "offset": round(off * frame_s, 3) if best else None,
                 "evidence": {t: round(float(conf[i, k]), 4) for k, t in enumerate(tracks)}}
         return {"voices": out}
 
@@ -221,7 +270,8 @@ class VoiceAssigner(Node):
                     break
                 if face not in owner:
                     continue
-                if abs(pooled[int(j)].offset - result["voices"][owner[face]]["offset_frames"]) <= c.merge_offset:
+                offset = self._offset_of.get(face, pooled[int(j)].offset)
+                if abs(offset - result["voices"][owner[face]]["offset_frames"]) <= c.merge_offset:
                     for t in turns:
                         if t["voice"] == vid:
                             t["voice"] = owner[face]
@@ -265,6 +315,30 @@ class VoiceAssigner(Node):
                         t["voice"] = nid
                 new.append(nid)
         return new
+
+    def _by_scores(self, frames, frame_voice) -> list[str | None]:
+        """Per frame, the speaker as ``sync.speaker`` picks it from the scores smoothed over
+        ``short_window`` frames (hysteresis at the scorer's threshold, ``short_min_turn``), nobody
+        where no voice is heard."""
+        c = self.config
+        smoothed = {tid: smooth_sequence([by_frame.get(idx) for idx, *_ in frames], c.short_window)
+                    for tid, by_frame in self._scores.items()}
+        per_frame = [{tid: vals[i] for tid, vals in smoothed.items() if tid in ids and vals[i] is not None}
+                     for i, (_, _, _, ids) in enumerate(frames)]
+        threshold = self._score_threshold if self._score_threshold is not None else 0.2
+        silent = [vid is None for vid in frame_voice]
+        labels = decide_sequence(per_frame, threshold, min_turn=c.short_min_turn, silent=silent)
+        # the minimum turn may fill a short pause with the speaker before it: nobody speaks there
+        return [None if mute else label for label, mute in zip(labels, silent)]
+
+    def _face_offsets(self, result) -> dict[str, int]:
+        """Faces whose A/V offset (frames) the first assignment fixed: those given a voice with
+        ``offset_min`` seconds of evidence. A face's offset is a property of the recording, not of
+        who is heard; searching it anew for each voice and part lets chance peaks, anywhere in
+        the +-0.6 s search, decide short voices (a small voice took a silent face at 0.6 s)."""
+        frame_s = self._frame_s()
+        return {info["speaker"]: info["offset_frames"] for info in result["voices"].values()
+                if info["speaker"] and info["frames"] * frame_s >= self.config.offset_min}
 
     def _frame_s(self) -> float:
         for evs in self._evidence.values():

@@ -35,6 +35,8 @@ class ClusterConfig:
     part_threshold: float = param(0.25, "within a voice, windows are grouped again at this finer cosine distance "
                                         "(parts; sync.assign splits a voice whose parts' lips point at "
                                         "different faces)", min=0.0, max=2.0)
+    fine_switch_cost: float = param(0.3, "with the fine input: cost of a change of voice between consecutive "
+                                         "short windows, in cosine similarity", min=0.0)
     max_items: int = param(2000, "windows clustered directly; more are first summarised by k-means "
                                  "(memory stays bounded on long input)", min=10)
 
@@ -68,7 +70,9 @@ class VoiceClusterer(Node):
     type = "voice.cluster"
     Config = ClusterConfig
     inputs = {"embeddings": Port(VoiceEmbedding, "voice embeddings of speech windows"),
-              "speech": Port(SpeechActivity, "speech activity")}
+              "speech": Port(SpeechActivity, "speech activity"),
+              "fine": Port(VoiceEmbedding, "embeddings of shorter windows, to place the changes of voice",
+                           optional=True)}
     outputs = {"voices": Port(VoiceTurns, "voice turns, once the audio has ended")}
     queue_size = 64
 
@@ -78,8 +82,12 @@ class VoiceClusterer(Node):
         self._spans: list[tuple[float, float]] = []
         self._speech_runs: list[list[float]] = []  # [start, end] of speech
         self._hop = _vad.HOP_S
+        self._fine: list[tuple[np.ndarray, float, tuple[float, float]]] = []
 
     def process(self, port, item, ctx):
+        if port == "fine":
+            self._fine.append((np.asarray(item.vector, np.float32), item.time, (item.start, item.end)))
+            return None
         if port == "embeddings":
             self._vectors.append(np.asarray(item.vector, np.float32))
             self._centres.append(item.time)
@@ -111,7 +119,7 @@ class VoiceClusterer(Node):
         emb, centres = emb[order], centres[order]
         self._spans = [self._spans[i] for i in order]
         hops = self._hops_of_speech()
-        nearest = self._window_of(centres, hops)
+        nearest = self._window_of(centres, np.array(self._spans, np.float64).reshape(-1, 2), hops)
         seconds = np.bincount(nearest, minlength=len(emb)) * self._hop  # speech each window stands for
         voices = cluster_voices(emb, threshold=c.threshold, num_speakers=c.num_speakers, weights=seconds,
                                 min_speakers=c.min_speakers, max_speakers=c.max_speakers, max_items=c.max_items)
@@ -120,8 +128,13 @@ class VoiceClusterer(Node):
         sim = emb.astype(np.float64) @ voices.centroids.T
         labels = segment_voices(sim, c.switch_cost)
         parts = self._parts(emb, labels, seconds)
-        hop_labels, hop_windows = self._hop_labels(centres, labels, sim, hops)
-        turns = self._turns(hops, hop_labels, parts[hop_windows])
+        spans = np.array(self._spans, np.float64).reshape(-1, 2)
+        hop_labels, hop_windows = self._hop_labels(centres, spans, labels, sim, hops)
+        hop_parts = parts[hop_windows]
+        if self._fine and voices.count > 1:
+            hop_labels = self._fine_labels(voices.centroids, hops)
+            hop_parts = self._parts_of(hops, hop_labels, centres, labels, parts)
+        turns = self._turns(hops, hop_labels, hop_parts)
         ids = self._ids(turns)
         for t in turns:
             t["part"] = f"{ids[t['voice']]}.{t['part']}"
@@ -137,6 +150,36 @@ class VoiceClusterer(Node):
         centroids = {vid: voices.centroids[k].astype(np.float32) for k, vid in ids.items()}
         return {"voices": VoiceTurns(pts=0, time_base=Fraction(1), turns=turns, voices=listed,
                                      speech=speech, overlaps=overlaps, centroids=centroids)}
+
+    def _fine_labels(self, centroids: np.ndarray, hops: np.ndarray) -> np.ndarray:
+        """The voice of each hop from the short windows (``fine`` input): each labelled by a Viterbi
+        pass over its similarity to the voices found on the long windows, ``fine_switch_cost``
+        per change. A 1.6 s window across a change without a pause is a mixture, and the first and
+        last 0.8 s of an utterance can only take the label of its first or last window; shorter
+        windows place the change, the long ones having said which voices there are."""
+        order = np.argsort([t for _, t, _ in self._fine], kind="stable")
+        emb = np.stack([self._fine[i][0] for i in order]).astype(np.float64)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        centres = np.array([self._fine[i][1] for i in order])
+        spans = np.array([self._fine[i][2] for i in order], np.float64)
+        sim = emb @ centroids.T
+        labels = segment_voices(sim, self.config.fine_switch_cost)
+        return self._hop_labels(centres, spans, labels, sim, hops)[0]
+
+    @staticmethod
+    def _parts_of(hops, hop_labels, centres, labels, parts) -> np.ndarray:
+        """Each hop's part: that of the nearest long window of the hop's voice."""
+        out = np.zeros(len(hops), np.int64)
+        for k in np.unique(hop_labels):
+            mine = np.flatnonzero(labels == k)
+            at = np.flatnonzero(hop_labels == k)
+            if mine.size == 0:
+                continue
+            pos = np.clip(np.searchsorted(centres[mine], hops[at]), 1, max(1, mine.size - 1))
+            left, right = mine[np.maximum(pos - 1, 0)], mine[np.minimum(pos, mine.size - 1)]
+            pick = np.where(np.abs(centres[left] - hops[at]) <= np.abs(centres[right] - hops[at]), left, right)
+            out[at] = parts[pick]
+        return out
 
     def _hops_of_speech(self) -> np.ndarray:
         """Centre times of every 32 ms hop of speech."""
@@ -172,12 +215,12 @@ class VoiceClusterer(Node):
         return [{"voice": t["voice"], "part": t["part"], "start": round(t["start"], 3), "end": round(t["end"], 3),
                  "speech": round(t["speech"], 3)} for t in turns]
 
-    def _neighbours(self, centres: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _neighbours(centres: np.ndarray, spans: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per time, the window centred last before it and first after it (-1: none), each kept
         only if its span holds the time, unless neither does (a short burst between
         utterances: then the nearest window). Windows are sorted by centre: O(n log m)."""
-        starts = np.array([s for s, _ in self._spans])
-        ends = np.array([e for _, e in self._spans])
+        starts, ends = spans[:, 0], spans[:, 1]
         m = len(centres)
         b = np.searchsorted(centres, times, side="right")
         a = b - 1
@@ -191,21 +234,21 @@ class VoiceClusterer(Node):
         b = np.where(b_ok & ~neither, b, -1)
         return a, b
 
-    def _window_of(self, centres: np.ndarray, times: np.ndarray) -> np.ndarray:
+    def _window_of(self, centres: np.ndarray, spans: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Per time, the nearest of its neighbour windows (:meth:`_neighbours`)."""
-        a, b = self._neighbours(centres, times)
+        a, b = self._neighbours(centres, spans, times)
         da = np.where(a >= 0, np.abs(times - centres[np.maximum(a, 0)]), np.inf)
         db = np.where(b >= 0, np.abs(centres[np.maximum(b, 0)] - times), np.inf)
         return np.where(da <= db, a, b)
 
-    def _hop_labels(self, centres: np.ndarray, labels: np.ndarray, sim: np.ndarray,
+    def _hop_labels(self, centres: np.ndarray, spans: np.ndarray, labels: np.ndarray, sim: np.ndarray,
                     times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The voice of each time, and the window it follows: of its neighbour windows
         (:meth:`_neighbours`), the nearest; where the two neighbours' voices differ, the voice
         whose similarity, interpolated between the two centres, is higher, so that a change
         falls where the centred windows' similarities cross."""
-        a, b = self._neighbours(centres, times)
-        used = self._window_of(centres, times)
+        a, b = self._neighbours(centres, spans, times)
+        used = self._window_of(centres, spans, times)
         out = labels[used].copy()
         both = (a >= 0) & (b >= 0)
         both[both] = labels[a[both]] != labels[b[both]]
