@@ -68,7 +68,7 @@ def main() -> None:
             row[f"{decision}_wall_s"] = round(wall, 1)
             if decision == "voices":
                 row["found"] = [(v["id"], v["speaker"], v["confidence"], v["offset"]) for v in doc.get("voices", [])]
-                voice_cpu += sum(s.cpu_s for s in r.stats if s.node in ("vad", "embed", "voices"))
+                voice_cpu += sum(s.cpu_s for s in r.stats if s.node in ("vad", "embed", "embed_fine", "voices"))
                 audio_s += fx.duration
         rows.append(row)
         print(json.dumps(row), flush=True)

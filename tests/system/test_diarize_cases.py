@@ -2,10 +2,10 @@
 
 ``avflow.testing.compose.diarization_suite(split="test")``: fixtures no parameter was tuned on
 (other pairings, a pitch-shifted voice, yongen.wav off screen, 30 fps, 640x360 so faces are
-~90-160 px wide, audio 0.25 s and 0.4 s late). Each bar is the measured figure (bench/README.md)
-less a margin; the issue's 0.97 is met by the cases marked below and not yet by ``late`` (0.25 s
-late audio with a pitch-shifted neighbour), ``three``, ``four`` and ``short``, where a voice is
-split in two by the audio or a 1.8 s clip gives too little to cluster (reported, not asserted).
+~90-160 px wide, audio 0.25 s and 0.4 s late). Each bar is the measured figure (bench/README.md,
+session 5) less a margin; ``late`` (0.969), ``three`` (0.958) and ``four`` (0.969) are just under
+the issue's 0.97: talking1 and talking2 sound alike to the voice encoder, so some of one
+person's speech is clustered with another's.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from avflow_sync.scoring import frame_accuracy
 pytestmark = pytest.mark.slow
 
 #: case -> least frame accuracy asserted (6-frame collar); measured figures in bench/README.md
-BARS = {"swap": 0.97, "late2": 0.97, "offscreen": 0.95, "noface": 0.97, "silence": 0.97, "music": 0.97,
-        "overlap": 0.95, "gap": 0.97}
+BARS = {"swap": 0.97, "late": 0.94, "late2": 0.97, "three": 0.93, "four": 0.94, "offscreen": 0.97,
+        "noface": 0.97, "silence": 0.97, "music": 0.97, "short": 0.97, "overlap": 0.95, "gap": 0.97}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,8 @@ def test_case_through_the_default_graph(case, suite, repo_dir):
         assert len(doc["voices"]) == 2  # the overlap does not make a voice of its own
     if case == "gap":
         assert len(doc["voices"]) == 2  # the same voice after 6 s of silence keeps its id
+    if case == "short":  # 1.8 s: decided frame by frame, and said so
+        assert any("too little to tell voices apart" in w for w in doc["warnings"]), doc["warnings"]
     if heard:
         ref = fx.rttm(work / f"{case}.rttm")
         assert evaluate(ref, out)["der"] < 0.25

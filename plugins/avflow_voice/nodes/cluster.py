@@ -54,16 +54,23 @@ class VoiceClusterer(Node):
     voice separated by pauses shorter than ``min_pause`` form one turn. Ids follow the first time
     a voice is heard, and the same voice after a long gap has the same id.
 
+    With ``fine`` connected (a second ``voice.embed`` of shorter windows, e.g. 0.8 s every 0.1 s),
+    the voices are still found on the long windows, but each 32 ms takes its voice from a Viterbi
+    pass of the short windows against those voices (``fine_switch_cost``): a long window across
+    a change without a pause embeds a mixture, and the first and last half-window of every
+    utterance can only follow its first or last window, so short turns after a change were lost.
+
     Ports:
       - in ``embeddings`` (VoiceEmbedding): from ``voice.embed``.
       - in ``speech`` (SpeechActivity): from ``voice.activity``.
+      - in ``fine`` (VoiceEmbedding, optional): shorter windows, to place the changes of voice.
       - out ``voices`` (VoiceTurns): once, at the end.
 
     .. code-block:: yaml
 
         voices:
           type: voice.cluster
-          inputs: {embeddings: embed.embeddings, speech: vad.speech}
+          inputs: {embeddings: embed.embeddings, speech: vad.speech, fine: embed_fine.embeddings}
           params: {max_speakers: 8}
     """
 

@@ -128,6 +128,23 @@ def test_cluster_node_finds_turns_and_same_voice_after_a_gap(media_dir):
     assert len(two.voices) == 1
 
 
+def test_short_windows_place_the_changes_of_a_short_turn(media_dir):
+    """4 s of eng, 1.5 s of sun, 4 s of eng, no pauses between: the voices come from the 1.6 s
+    windows, the changes from the 0.8 s ones (measured 3.81 and 5.50 s; the long windows alone
+    put the turn at 3.52-5.66 s)."""
+    eng, sun = _wav(media_dir, "eng.wav", seconds=20), _wav(media_dir, "sun.wav", seconds=12)
+    rate = 16000
+    audio = np.concatenate([eng[int(3.2 * rate):int(7.2 * rate)], sun[2 * rate:int(3.5 * rate)],
+                            eng[8 * rate:12 * rate]])
+    emb, speech = _embed(audio)
+    fine = NodeRunner(VoiceEmbedder, window=0.8, step=0.1, min_speech=0.3).run(
+        {"audio": _chunks(audio), "speech": speech})["embeddings"]
+    out = NodeRunner(VoiceClusterer).run({"embeddings": emb, "speech": speech, "fine": fine})["voices"][0]
+    sun_turns = [t for t in out.turns if t["voice"] == "voice_1"]
+    assert len(out.voices) == 2 and len(sun_turns) == 1, out.turns
+    assert abs(sun_turns[0]["start"] - 4.0) <= 0.25 and abs(sun_turns[0]["end"] - 5.5) <= 0.25, sun_turns
+
+
 def test_cluster_node_without_speech_reports_no_voice():
     speech = NodeRunner(SpeechActivityDetector).run({"audio": _chunks(np.zeros(48000, np.float32))})["speech"]
     out = NodeRunner(VoiceClusterer).run({"embeddings": [], "speech": speech})["voices"][0]
