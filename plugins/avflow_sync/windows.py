@@ -218,12 +218,15 @@ class WindowAssembler:
                 mel[j] = self._mel[:, lo:lo + MEL_STEPS]
                 valid[j] = True
         centre = c.frames[SYNCNET_T // 2]
+        # seconds per frame, from the window's own timestamps: an offset in frames becomes seconds
+        frame_s = float(c.frames[-1].time - c.frames[0].time) / max(1, len(c.frames) - 1)
         return SyncWindow(
             pts=centre.pts, time_base=centre.time_base, track_id=c.track_id,
             frame_index=c.frames[0].frame_index,
             video=np.concatenate([f.image for f in c.frames], axis=0),
             mel=mel, mel_valid=valid, mel_start=starts[self.offset_search],
-            meta={"mel_starts": list(starts), "offsets": list(range(-self.offset_search, self.offset_search + 1))})
+            meta={"mel_starts": list(starts), "offsets": list(range(-self.offset_search, self.offset_search + 1)),
+                  "frame_s": frame_s})
 
     def _trim(self) -> None:
         """Drop mel columns no buffered or future window can need."""

@@ -72,6 +72,8 @@ def test_windows_at_30_fps_pair_consecutive_frames_with_their_columns():
     assert [w.frame_index for w in out] == [0, 1, 2, 3]
     assert [w.mel_start for w in out] == [0, 2, 5, 8]
     assert cols(out[2]) == list(range(5, 21))
+    # seconds per frame travel with each window (SyncNet's evidence gives its offsets in seconds)
+    assert all(abs(w.meta["frame_s"] - 1 / 30) < 1e-9 for w in out)
     w = out[1]
     assert w.track_id == "a" and w.centre_index == 3 and w.pts == 3 and w.time_base == Fraction(1, 30)
     assert w.video.shape == (15, 48, 96) and w.video.dtype == np.uint8
