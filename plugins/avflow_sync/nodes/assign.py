@@ -14,6 +14,7 @@ from ..assign import EvidencePool, assign_faces
 from ..decision import decide_sequence
 from ..payloads import SyncEvidence
 from ..smoothing import smooth_sequence
+from .speaker import DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,8 @@ class VoiceAssigner(Node):
                     for tid, by_frame in self._scores.items()}
         per_frame = [{tid: vals[i] for tid, vals in smoothed.items() if tid in ids and vals[i] is not None}
                      for i, (_, _, _, ids) in enumerate(frames)]
-        threshold = self._score_threshold if self._score_threshold is not None else 0.2
+        # the scorer's own threshold (Score.extra), as sync.speaker takes it
+        threshold = self._score_threshold if self._score_threshold is not None else DEFAULT_THRESHOLD
         silent = [vid is None for vid in frame_voice]
         labels = decide_sequence(per_frame, threshold, min_turn=c.short_min_turn, silent=silent)
         # the minimum turn may fill a short pause with the speaker before it: nobody speaks there

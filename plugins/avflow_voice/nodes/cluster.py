@@ -124,9 +124,9 @@ class VoiceClusterer(Node):
         centres = np.array(self._centres)
         order = np.argsort(centres, kind="stable")
         emb, centres = emb[order], centres[order]
-        self._spans = [self._spans[i] for i in order]
+        spans = np.array([self._spans[i] for i in order], np.float64).reshape(-1, 2)
         hops = self._hops_of_speech()
-        nearest = self._window_of(centres, np.array(self._spans, np.float64).reshape(-1, 2), hops)
+        nearest = self._window_of(centres, spans, hops)
         seconds = np.bincount(nearest, minlength=len(emb)) * self._hop  # speech each window stands for
         voices = cluster_voices(emb, threshold=c.threshold, num_speakers=c.num_speakers, weights=seconds,
                                 min_speakers=c.min_speakers, max_speakers=c.max_speakers, max_items=c.max_items)
@@ -135,7 +135,6 @@ class VoiceClusterer(Node):
         sim = emb.astype(np.float64) @ voices.centroids.T
         labels = segment_voices(sim, c.switch_cost)
         parts = self._parts(emb, labels, seconds)
-        spans = np.array(self._spans, np.float64).reshape(-1, 2)
         hop_labels, hop_windows = self._hop_labels(centres, spans, labels, sim, hops)
         hop_parts = parts[hop_windows]
         if self._fine and voices.count > 1:
