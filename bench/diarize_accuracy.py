@@ -31,28 +31,33 @@ def main() -> None:
     ap.add_argument("--decisions", default="voices,frame")
     ap.add_argument("--work", default=None, help="folder for fixtures and outputs (kept between runs)")
     args = ap.parse_args()
+    run(args.split, [c for c in args.cases.split(",") if c], args.decisions.split(","), args.work)
 
+
+def run(split: str, cases: list[str], decisions: list[str], work: str | None = None) -> list[dict]:
+    """Compose and run every case (all when ``cases`` is empty); print one JSON row per case,
+    the means per decision and the voice side's cost; return the rows."""
     import avflow
     from avflow.evaluation import evaluate
     from avflow.testing.compose import ComposedVideo, compose_speakers, diarization_suite
     from avflow_sync.scoring import frame_accuracy
 
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="avflow-acc-"))
-    suite = diarization_suite(MEDIA, work, args.split)
-    cases = [c for c in args.cases.split(",") if c] or list(suite)
+    work = Path(work) if work else Path(tempfile.mkdtemp(prefix="avflow-acc-"))
+    suite = diarization_suite(MEDIA, work, split)
+    cases = cases or list(suite)
     rows, voice_cpu, audio_s = [], 0.0, 0.0
     for case in cases:
-        truth = work / f"{args.split}_{case}.json"
+        truth = work / f"{split}_{case}.json"
         if truth.exists():
             fx = ComposedVideo.load(truth)
         else:
             kw = dict(suite[case])
-            fx = compose_speakers(kw.pop("sources"), kw.pop("turns"), out=work / f"{args.split}_{case}.mp4", **kw)
+            fx = compose_speakers(kw.pop("sources"), kw.pop("turns"), out=work / f"{split}_{case}.mp4", **kw)
             fx.save(truth)
-        fx.rttm(work / f"{args.split}_{case}.rttm")
+        fx.rttm(work / f"{split}_{case}.rttm")
         row = {"case": case, "seconds": round(fx.duration, 1)}
-        for decision in args.decisions.split(","):
-            out = work / f"out_{args.split}_{case}_{decision}"
+        for decision in decisions:
+            out = work / f"out_{split}_{case}_{decision}"
             t0 = time.perf_counter()
             r = avflow.run(REPO / "graphs" / "diarize.yaml", {"video": str(fx.path), "decision": decision},
                            output_dir=out, device="cpu")
@@ -61,7 +66,7 @@ def main() -> None:
             acc = frame_accuracy(fx, doc)
             row[decision] = round(acc, 3)
             try:
-                ev = evaluate(work / f"{args.split}_{case}.rttm", out)
+                ev = evaluate(work / f"{split}_{case}.rttm", out)
                 row[f"{decision}_der"] = round(ev["der"], 3)
             except Exception as exc:  # noqa: BLE001 - an empty reference has no DER
                 row[f"{decision}_der"] = None
@@ -72,13 +77,14 @@ def main() -> None:
                 audio_s += fx.duration
         rows.append(row)
         print(json.dumps(row), flush=True)
-    for decision in args.decisions.split(","):
+    for decision in decisions:
         accs = [r[decision] for r in rows if r.get(decision) == r.get(decision)]
         print(f"{decision}: mean frame accuracy {sum(accs) / len(accs):.3f}, min {min(accs):.3f} over {len(accs)} cases")
     if audio_s:
         print(f"voice side: {voice_cpu:.2f} CPU s for {audio_s:.0f} s of audio = {60 * voice_cpu / audio_s:.2f} CPU s "
               f"per minute ({100 * voice_cpu / audio_s:.1f} % of real time)")
-    print(json.dumps({"machine": machine(), "split": args.split, "rows": rows}))
+    print(json.dumps({"machine": machine(), "split": split, "rows": rows}))
+    return rows
 
 
 if __name__ == "__main__":
