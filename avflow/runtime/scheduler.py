@@ -65,6 +65,7 @@ class NodeStats:
     open_s: float = 0.0
     max_queue: int = 0
     queue_capacity: int = 0
+    first_out_s: float | None = None  # seconds from the run's start to the node's first item out
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -74,6 +75,7 @@ class NodeStats:
         d["busy_s"] = round(self.busy_s, 4)
         d["cpu_s"] = round(self.cpu_s, 4)
         d["open_s"] = round(self.open_s, 4)
+        d["first_out_s"] = None if self.first_out_s is None else round(self.first_out_s, 4)
         return d
 
 
@@ -107,6 +109,8 @@ class Scheduler:
     ):
         self.plan = plan
         self.cancel_event = cancel_event
+        self.started_at: float | None = None  # time.time() when run() started the nodes
+        self._t0 = time.perf_counter()
         self._failed = threading.Event()
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
@@ -139,6 +143,8 @@ class Scheduler:
     # -- public ----------------------------------------------------------------------------
     def run(self) -> dict[str, list[Payload]]:
         quiet_openmp()  # before any node's open() imports torch
+        self.started_at = time.time()
+        self._t0 = time.perf_counter()
         trimmer = HeapTrimmer()
         threads = [threading.Thread(target=self._run_worker, args=(w,), name=f"avflow:{nid}", daemon=True)
                    for nid, w in self.workers.items()]
@@ -327,6 +333,8 @@ class Scheduler:
             for item in items:
                 if not isinstance(item, kind):
                     raise TypeError(f"output '{port}' declares {kind.__name__} but got {type(item).__name__}")
+                if w.stats.items_out == 0:
+                    w.stats.first_out_s = time.perf_counter() - self._t0
                 w.stats.items_out += 1
                 for name in self._output_ports.get((w.planned.id, port), ()):
                     self.outputs[name].append(item)

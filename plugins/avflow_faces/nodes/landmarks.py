@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from avflow import Box, Node, NodeContext, Port, TrackedFaces, VideoFrame, param
+from avflow import Box, Node, NodeContext, Payload, Port, TrackedFaces, VideoFrame, param
 
 from .._common import FrameJoin
 from ..geometry import clip_box, expand_box, iou_matrix, square_box
@@ -30,6 +31,22 @@ class FaceLandmarksConfig:
                               min=1)
     max_followers: int = param(8, "video mode: at most this many tracks have their own mesh; further "
                                   "tracks are measured the static way", min=0)
+    every_n: int = param(1, "run the mesh on every N-th frame only; the landmarks of the frames in between "
+                            "are interpolated linearly between the measured frames on either side (None "
+                            "where either side has none)", min=1, max=8)
+    speech_margin: float = param(1.0, "with speech connected: frames farther than this (s) from any speech "
+                                      "get no mesh (landmarks None)", min=0.0, max=10.0)
+
+
+@dataclass
+class _Pending:
+    """A frame's tracks on their way out: measured (sampled frames), or waiting to be interpolated."""
+
+    tracks: TrackedFaces
+    frame: VideoFrame | None  # sampled frames, until measured
+    sampled: bool
+    landmarks: dict[str, np.ndarray | None] | None = None  # by track id, once measured
+    done: bool = False
 
 
 @dataclass
@@ -62,16 +79,27 @@ class FaceLandmarks(Node):
     frames are released, and at most ``max_followers`` tracks have one (~20 MB and two threads
     each): a crowd beyond that is measured the static way.
 
+    Lip evidence seldom needs every frame or every second. With ``every_n`` = N > 1 the mesh runs
+    on every N-th frame (by frame index) and the landmarks in between are interpolated linearly
+    from the measured frames on both sides, so every frame still gets landmarks (a face measured
+    on one side only gets None): the mesh's cost divided by N, at the price of N - 1 frames of
+    extra latency. With ``speech`` connected (``voice.activity``'s SpeechActivity, or any payload
+    with a bool array ``speech``, one value per ``hop`` seconds from its ``time``), frames farther
+    than ``speech_margin`` seconds from any speech get no mesh at all (landmarks None): where
+    nobody speaks the lips are no evidence. A frame then waits until the speech decisions reach
+    ``speech_margin`` past it.
+
     Frames and tracks may arrive out of step (the tracker lags): frames are buffered by index
     (at most ``max_pending``) and tracks are emitted in order, one out per TrackedFaces in.
 
     Ports:
       - in ``frames`` (VideoFrame): the video the tracks were made from.
       - in ``tracks`` (TrackedFaces): tracked faces per frame.
+      - in ``speech`` (Payload, optional): speech activity; no mesh far from speech.
       - out ``tracks`` (TrackedFaces): the same, with ``landmarks`` set.
 
     Params: ``expand``, ``min_confidence``, ``min_iou``, ``max_pending``, ``video_mode``,
-    ``forget_after``, ``max_followers``.
+    ``forget_after``, ``max_followers``, ``every_n``, ``speech_margin``.
 
     .. code-block:: yaml
 
@@ -85,6 +113,8 @@ class FaceLandmarks(Node):
     inputs = {
         "frames": Port(VideoFrame, "RGB video frames"),
         "tracks": Port(TrackedFaces, "tracked faces of the same video"),
+        "speech": Port(Payload, "speech activity (voice.activity): bool ``speech`` per ``hop`` s from ``time``",
+                       optional=True),
     }
     outputs = {"tracks": Port(TrackedFaces, "tracked faces with (468, 3) landmarks in frame pixels")}
 
@@ -98,6 +128,13 @@ class FaceLandmarks(Node):
         self._mesh = self._new_mesh(static=True)
         self._followers = {}
         self.join = FrameJoin(self.config.max_pending, logger=ctx.logger, on_missing="its faces get no landmarks")
+        self._queue: deque[_Pending] = deque()
+        self._last_sample: _Pending | None = None  # the latest measured sampled frame emitted
+        self._gated = "speech" in ctx.connected_inputs
+        self._spans: deque[tuple[float, float]] = deque()  # speech (start, end) s, merged, in order
+        self._speech_until = -np.inf  # decisions are known up to here (s)
+        self._speech_done = False
+        self.meshed = 0  # frames the mesh ran on (for tests and profiles)
 
     def close(self, ctx: NodeContext) -> None:
         for tid in list(self._followers):
@@ -114,23 +151,116 @@ class FaceLandmarks(Node):
         return face_mesh(static, max_faces=2 if static else 1, min_detection_confidence=self.config.min_confidence)
 
     def process(self, port: str, item: Any, ctx: NodeContext):
-        pairs = self.join.add(port, item)
-        return {"tracks": [self._annotate(f, t, ctx) for f, t in pairs]}
+        if port == "speech":
+            self._add_speech(item)
+        else:
+            self._queue_pairs(self.join.add(port, item))
+        return self._advance(final=False)
+
+    def end(self, port: str, ctx: NodeContext):
+        if port == "speech":
+            self._speech_done = True
+            return self._advance(final=False)
+        return None
 
     def finish(self, ctx: NodeContext):
-        return {"tracks": [self._annotate(f, t, ctx) for f, t in self.join.flush()]}
+        self._speech_done = True
+        self._queue_pairs(self.join.flush())
+        return self._advance(final=True)
 
-    def _annotate(self, frame: VideoFrame | None, tracks: TrackedFaces, ctx: NodeContext) -> TrackedFaces:
-        if frame is None:  # FrameJoin has logged it
-            return replace(tracks, faces=[replace(f, landmarks=None) for f in tracks.faces])
-        image = frame.image
-        if not self.config.video_mode:
-            faces = [replace(f, landmarks=self.landmarks_for(image, f.box)) for f in tracks.faces]
-            return replace(tracks, faces=faces)
-        faces = [replace(f, landmarks=self._follow(image, f.track_id, f.box, tracks.frame_index))
-                 for f in tracks.faces]
-        self._forget(tracks.frame_index)
-        return replace(tracks, faces=faces)
+    # -- which frames are measured ----------------------------------------------------------
+    def _queue_pairs(self, pairs) -> None:
+        n = int(self.config.every_n)
+        for frame, tracks in pairs:
+            sampled = tracks.frame_index % n == 0
+            # Frames in between are never measured: their pixels are not kept.
+            self._queue.append(_Pending(tracks, frame if sampled else None, sampled))
+
+    def _add_speech(self, item: Any) -> None:
+        speech = np.asarray(getattr(item, "speech", None) if item is not None else None)
+        hop = float(getattr(item, "hop", 0.0) or 0.0)
+        if speech.ndim != 1 or speech.dtype != bool or hop <= 0:
+            raise ValueError(f"port 'speech' takes speech activity (a bool array 'speech' and a 'hop' in "
+                             f"seconds, as voice.activity's SpeechActivity), got {type(item).__name__}")
+        t0 = float(item.time)
+        # Runs of speech as (start, end) seconds, merged with the last span where they touch.
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], speech, [False]]).astype(np.int8)))
+        for a, b in zip(edges[::2], edges[1::2]):
+            start, end = t0 + a * hop, t0 + b * hop
+            if self._spans and start <= self._spans[-1][1] + 1e-6:
+                self._spans[-1] = (self._spans[-1][0], max(end, self._spans[-1][1]))
+            else:
+                self._spans.append((start, end))
+        self._speech_until = max(self._speech_until, t0 + speech.size * hop)
+
+    def _wanted(self, t: float, final: bool) -> bool | None:
+        """Whether the lips of a frame at ``t`` s matter (speech within the margin); None: not known yet."""
+        if not self._gated:
+            return True
+        margin = float(self.config.speech_margin)
+        if not (final or self._speech_done or self._speech_until >= t + margin):
+            return None
+        while self._spans and self._spans[0][1] < t - margin:
+            self._spans.popleft()  # frames come in order: spans this far back are never needed again
+        return bool(self._spans) and self._spans[0][0] <= t + margin
+
+    def _advance(self, final: bool):
+        """Measure the sampled frames that can be, then emit every frame that is complete, in order."""
+        for item in self._queue:
+            if not item.sampled or item.landmarks is not None:
+                continue
+            wanted = self._wanted(item.tracks.time, final)
+            if wanted is None:
+                break  # later frames wait too: the meshes follow the faces in frame order
+            item.landmarks = self._measure_frame(item.frame, item.tracks) if wanted else {}
+            item.frame = None
+        out = []
+        while self._queue:
+            item = self._queue[0]
+            if item.sampled:
+                if item.landmarks is None:
+                    break
+                self._last_sample = item
+                lms = item.landmarks
+            else:
+                nxt = next((q for q in self._queue if q.sampled), None)
+                if nxt is None and not final:
+                    break
+                if nxt is not None and nxt.landmarks is None:
+                    break
+                lms = self._between(item.tracks, self._last_sample, nxt)
+            self._queue.popleft()
+            out.append(replace(item.tracks, faces=[replace(f, landmarks=lms.get(f.track_id))
+                                                   for f in item.tracks.faces]))
+        return {"tracks": out} if out else None
+
+    @staticmethod
+    def _between(tracks: TrackedFaces, before: _Pending | None, after: _Pending | None) -> dict:
+        """Landmarks of an unmeasured frame: linear between the measured frames around it."""
+        if before is None or after is None:
+            return {}
+        a, b, i = before.tracks.frame_index, after.tracks.frame_index, tracks.frame_index
+        w = (i - a) / (b - a)
+        out = {}
+        for f in tracks.faces:
+            p, q = before.landmarks.get(f.track_id), after.landmarks.get(f.track_id)
+            if p is not None and q is not None:
+                out[f.track_id] = (p + (q - p) * np.float32(w)).astype(np.float32)
+        return out
+
+    def _measure_frame(self, frame: VideoFrame | None, tracks: TrackedFaces) -> dict[str, np.ndarray | None]:
+        out = {f.track_id: None for f in tracks.faces}
+        if frame is not None and tracks.faces:  # no frame: FrameJoin has logged it
+            self.meshed += 1
+            image = frame.image
+            if not self.config.video_mode:
+                out = {f.track_id: self.landmarks_for(image, f.box) for f in tracks.faces}
+            else:
+                out = {f.track_id: self._follow(image, f.track_id, f.box, tracks.frame_index)
+                       for f in tracks.faces}
+        if self.config.video_mode:
+            self._forget(tracks.frame_index)
+        return out
 
     def landmarks_for(self, image: np.ndarray, box: Box) -> np.ndarray | None:
         """``(468, 3)`` float32 landmarks in ``image`` pixels of the face in ``box``, or None
