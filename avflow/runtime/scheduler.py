@@ -10,6 +10,7 @@ real pipeline parallelism.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -48,6 +49,30 @@ class _End:
 
 class _Stop(Exception):
     """Internal: the run is being torn down (another node failed, or cancelled)."""
+
+
+class _OpenGate:
+    """Nodes open side by side, except one with ``open_alone``, which opens while no other does."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._alone = False
+
+    @contextlib.contextmanager
+    def __call__(self, alone: bool) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone and (not alone or self._active == 0))
+            self._active += 1
+            self._alone = alone
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if alone:
+                    self._alone = False
+                self._cond.notify_all()
 
 
 @dataclass
@@ -118,7 +143,7 @@ class Scheduler:
         # On CPU, batched (model) nodes take turns: each batch already uses every core through
         # torch's intra-op threads, and two at once only oversubscribe them (measured 2-3x slower).
         self._cpu_lock = threading.Lock() if device == "cpu" else None
-        self._open_lock = threading.Lock()
+        self._open_gate = _OpenGate()
         self._output_ports: dict[tuple[str, str], list[str]] = {}
         for name, ref in plan.outputs.items():
             self._output_ports.setdefault((ref.node, ref.port), []).append(name)
@@ -178,9 +203,9 @@ class Scheduler:
         _name_os_thread(f"avf:{w.stats.node}")
         stage = "open"
         try:
-            # Opens take turns: libraries' lazy imports (transformers, diffusers) are not
-            # thread-safe, and loading is mostly GIL-bound anyway.
-            with self._open_lock:
+            # Opens run side by side (imports are thread-safe; a light node need not wait for
+            # every model's import), except those of nodes marked open_alone.
+            with self._open_gate(bool(w.planned.cls.open_alone)):
                 if self._failed.is_set():
                     raise _Stop
                 t0 = time.perf_counter()

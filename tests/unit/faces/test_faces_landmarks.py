@@ -238,3 +238,17 @@ def test_no_mesh_far_from_speech(moving_clip, make_frames):
 def test_speech_must_be_speech_activity(two_faces, make_frames):
     with pytest.raises(ValueError, match="speech activity"):
         NodeRunner(FaceLandmarks).feed("speech", Record(pts=0, time_base=TB, data={}))
+
+
+def test_faces_measured_side_by_side_give_the_same_landmarks(two_faces, two_face_boxes, make_frames):
+    left, right = two_face_boxes
+    frames = make_frames([two_faces] * 4)
+    tracks = [tracked(i, [("face_0", left), ("face_1", right)], 700, 350) for i in range(4)]
+    got = []
+    for threads in (1, 2):
+        out = NodeRunner(FaceLandmarks, connected_inputs=WIRED, threads=threads).run(
+            {"frames": frames, "tracks": tracks})["tracks"]
+        got.append([[f.landmarks for f in t.faces] for t in out])
+    for a, b in zip(*got):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
