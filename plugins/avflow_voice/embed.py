@@ -68,25 +68,27 @@ def load_encoder(device: str = "cpu"):
     return model.to(model.device).eval()
 
 
-def mel_filters(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """``(n_mels, 1 + n_fft // 2)`` float32 triangular filters on the Slaney mel scale, area-
-    normalised: librosa's ``filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)`` (its defaults, as
-    Resemblyzer calls it), without importing librosa."""
+def mel_filters(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0,
+                fmax: float | None = None) -> np.ndarray:
+    """``(n_mels, 1 + n_fft // 2)`` float32 triangular filters on the Slaney mel scale between
+    ``fmin`` and ``fmax`` (default ``sr / 2``), area-normalised: librosa's ``filters.mel`` with its
+    defaults (``htk=False``, ``norm="slaney"``), as Resemblyzer and Wav2Lip call it, without
+    importing librosa (and numba, scipy.signal with it: 1.5 s of start-up)."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
 
     def hz_to_mel(f):
         f = np.asarray(f, np.float64)
-        lin = f / (200.0 / 3)
-        log_from, min_log_mel, step = 1000.0, 1000.0 / (200.0 / 3), np.log(6.4) / 27.0
-        return np.where(f >= log_from, min_log_mel + np.log(np.maximum(f, 1e-10) / log_from) / step, lin)
+        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep,
+                        f / f_sp)
 
     def mel_to_hz(m):
         m = np.asarray(m, np.float64)
-        lin = (200.0 / 3) * m
-        log_from, min_log_mel, step = 1000.0, 1000.0 / (200.0 / 3), np.log(6.4) / 27.0
-        return np.where(m >= min_log_mel, log_from * np.exp(step * (m - min_log_mel)), lin)
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
+    fmax = sr / 2 if fmax is None else fmax
     fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
-    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2), n_mels + 2))
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
@@ -94,6 +96,12 @@ def mel_filters(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS)
     weights = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights.astype(np.float32)
+
+
+def hann(n: int) -> np.ndarray:
+    """The periodic Hann window of ``n`` samples (librosa's and scipy's ``get_window("hann", n,
+    fftbins=True)``), float64."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
 
 
 class MelStream:
@@ -105,8 +113,7 @@ class MelStream:
 
     def __init__(self):
         self._basis = mel_filters()
-        # librosa's get_window("hann", N_FFT, fftbins=True): the periodic Hann window
-        self._window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+        self._window = hann(N_FFT).astype(np.float32)
         self._buf = np.zeros(N_FFT // 2, np.float32)  # centre padding before the first sample
         self._buf_start = -(N_FFT // 2)  # stream index of _buf[0]
         self.n_frames = 0

@@ -10,7 +10,7 @@ import numpy as np
 
 from avflow import Box, Node, NodeContext, Payload, Port, TrackedFaces, VideoFrame, param
 
-from .._common import FrameJoin
+from .._common import FrameJoin, SpeechSpans
 from ..geometry import clip_box, expand_box, iou_matrix, square_box
 from ..mesh import mesh_points
 
@@ -139,9 +139,7 @@ class FaceLandmarks(Node):
         self._last_sample: _Pending | None = None  # the latest measured sampled frame emitted
         self._pool = None  # made when a frame first has several followed faces
         self._gated = "speech" in ctx.connected_inputs
-        self._spans: deque[tuple[float, float]] = deque()  # speech (start, end) s, merged, in order
-        self._speech_until = -np.inf  # decisions are known up to here (s)
-        self._speech_done = False
+        self._speech = SpeechSpans()
         self.meshed = 0  # frames the mesh ran on (for tests and profiles)
 
     def close(self, ctx: NodeContext) -> None:
@@ -163,19 +161,19 @@ class FaceLandmarks(Node):
 
     def process(self, port: str, item: Any, ctx: NodeContext):
         if port == "speech":
-            self._add_speech(item)
+            self._speech.add(item)
         else:
             self._queue_pairs(self.join.add(port, item))
         return self._advance(final=False)
 
     def end(self, port: str, ctx: NodeContext):
         if port == "speech":
-            self._speech_done = True
+            self._speech.end()
             return self._advance(final=False)
         return None
 
     def finish(self, ctx: NodeContext):
-        self._speech_done = True
+        self._speech.end()
         self._queue_pairs(self.join.flush())
         return self._advance(final=True)
 
@@ -187,33 +185,13 @@ class FaceLandmarks(Node):
             # Frames in between are never measured: their pixels are not kept.
             self._queue.append(_Pending(tracks, frame if sampled else None, sampled))
 
-    def _add_speech(self, item: Any) -> None:
-        speech = np.asarray(getattr(item, "speech", None) if item is not None else None)
-        hop = float(getattr(item, "hop", 0.0) or 0.0)
-        if speech.ndim != 1 or speech.dtype != bool or hop <= 0:
-            raise ValueError(f"port 'speech' takes speech activity (a bool array 'speech' and a 'hop' in "
-                             f"seconds, as voice.activity's SpeechActivity), got {type(item).__name__}")
-        t0 = float(item.time)
-        # Runs of speech as (start, end) seconds, merged with the last span where they touch.
-        edges = np.flatnonzero(np.diff(np.concatenate([[False], speech, [False]]).astype(np.int8)))
-        for a, b in zip(edges[::2], edges[1::2]):
-            start, end = t0 + a * hop, t0 + b * hop
-            if self._spans and start <= self._spans[-1][1] + 1e-6:
-                self._spans[-1] = (self._spans[-1][0], max(end, self._spans[-1][1]))
-            else:
-                self._spans.append((start, end))
-        self._speech_until = max(self._speech_until, t0 + speech.size * hop)
-
     def _wanted(self, t: float, final: bool) -> bool | None:
         """Whether the lips of a frame at ``t`` s matter (speech within the margin); None: not known yet."""
         if not self._gated:
             return True
-        margin = float(self.config.speech_margin)
-        if not (final or self._speech_done or self._speech_until >= t + margin):
-            return None
-        while self._spans and self._spans[0][1] < t - margin:
-            self._spans.popleft()  # frames come in order: spans this far back are never needed again
-        return bool(self._spans) and self._spans[0][0] <= t + margin
+        if final:
+            self._speech.end()
+        return self._speech.near(t, float(self.config.speech_margin))
 
     def _advance(self, final: bool):
         """Measure the sampled frames that can be, then emit every frame that is complete, in order."""

@@ -236,7 +236,7 @@ def test_no_mesh_far_from_speech(moving_clip, make_frames):
 
 
 def test_speech_must_be_speech_activity(two_faces, make_frames):
-    with pytest.raises(ValueError, match="speech activity"):
+    with pytest.raises(InputError, match="speech activity"):
         NodeRunner(FaceLandmarks).feed("speech", Record(pts=0, time_base=TB, data={}))
 
 
