@@ -54,8 +54,7 @@ def run_graph(video: Path, out: Path, scorer: str, weights: Path | None, truth: 
         from avflow_sync.scoring import frame_accuracy
 
         acc = frame_accuracy(ComposedVideo.load(truth), doc)
-    # decode's first output is its MediaInfo; its first frame follows within a frame's decoding
-    first = nodes["decode"].get("first_out_s")
+    first = nodes["decode"].get("first_out_by_port", {}).get("video")  # the first decoded frame
     return {"run_s": r["wall_s"], "graph_s": profile["wall_s"], "peak_rss_mb": r["peak_rss_mb"],
             "cpu_s": r["cpu_s"], "accuracy": acc, "n_frames": doc["n_frames"], "tracks": len(doc["tracks"]),
             "first_frame_s": None if first is None else round(profile["started_at"] - r["start_time"] + first, 3),

@@ -34,6 +34,8 @@ class FaceLandmarksConfig:
     every_n: int = param(1, "run the mesh on every N-th frame only; the landmarks of the frames in between "
                             "are interpolated linearly between the measured frames on either side (None "
                             "where either side has none)", min=1, max=8)
+    interpolate: bool = param(True, "every_n > 1: frames in between get landmarks interpolated from the "
+                                    "measured frames around them; false: None")
     speech_margin: float = param(1.0, "with speech connected: frames farther than this (s) from any speech "
                                       "get no mesh (landmarks None)", min=0.0, max=10.0)
     threads: int = param(1, "video mode: the faces of a frame are measured by this many threads at once "
@@ -217,7 +219,7 @@ class FaceLandmarks(Node):
                     break
                 if nxt is not None and nxt.landmarks is None:
                     break
-                lms = self._between(item.tracks, self._last_sample, nxt)
+                lms = self._between(item.tracks, self._last_sample, nxt) if self.config.interpolate else {}
             self._queue.popleft()
             out.append(replace(item.tracks, faces=[replace(f, landmarks=lms.get(f.track_id))
                                                    for f in item.tracks.faces]))
