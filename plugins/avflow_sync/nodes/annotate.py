@@ -168,14 +168,16 @@ class Annotate(Node):
             return frame.to_ndarray(format="rgb24")
         if frame.format.name != "yuv420p" or w % 2 or h % 2:
             return frame.to_ndarray(width=ow, height=oh, format="rgb24", interpolation="AREA")
-        yuv = frame.to_ndarray(format="yuv420p")  # (3h/2, w): Y, then U and V at half size
-        y, u, v = yuv[:h], yuv[h:h + h // 4].reshape(h // 2, w // 2), yuv[h + h // 4:].reshape(h // 2, w // 2)
+        yuv = frame.to_ndarray(format="yuv420p")  # (3h/2, w): Y, then U and V (h/2 x w/2 each) packed
+        chroma = yuv[h:].reshape(-1)
+        n = (h // 2) * (w // 2)
+        u, v = chroma[:n].reshape(h // 2, w // 2), chroma[n:2 * n].reshape(h // 2, w // 2)
         small = np.empty((oh * 3 // 2, ow), np.uint8)
-        small[:oh] = cv2.resize(y, (ow, oh), interpolation=cv2.INTER_AREA)
-        q = (oh // 2) * (ow // 2)  # pixels of each half-size chroma plane
-        chroma = small[oh:].reshape(-1)
-        chroma[:q] = cv2.resize(u, (ow // 2, oh // 2), interpolation=cv2.INTER_AREA).reshape(-1)
-        chroma[q:] = cv2.resize(v, (ow // 2, oh // 2), interpolation=cv2.INTER_AREA).reshape(-1)
+        small[:oh] = cv2.resize(yuv[:h], (ow, oh), interpolation=cv2.INTER_AREA)
+        q = (oh // 2) * (ow // 2)
+        out = small[oh:].reshape(-1)
+        out[:q] = cv2.resize(u, (ow // 2, oh // 2), interpolation=cv2.INTER_AREA).reshape(-1)
+        out[q:] = cv2.resize(v, (ow // 2, oh // 2), interpolation=cv2.INTER_AREA).reshape(-1)
         return cv2.cvtColor(small, cv2.COLOR_YUV2RGB_I420)
 
     def _draw(self, frame: VideoFrame, tracks: TrackedFaces | None, decision: dict | None) -> VideoFrame:
