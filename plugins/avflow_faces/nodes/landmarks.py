@@ -51,7 +51,6 @@ class _Pending:
     frame: VideoFrame | None  # sampled frames, until measured
     sampled: bool
     landmarks: dict[str, np.ndarray | None] | None = None  # by track id, once measured
-    done: bool = False
 
 
 @dataclass
