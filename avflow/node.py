@@ -268,6 +268,10 @@ class Node:
     models: ClassVar[Sequence[ModelFile]] = ()
     #: Bounded inbox size; raise it for nodes that must look ahead (windows, batches).
     queue_size: ClassVar[int] = 16
+    #: ``open()`` runs while no other node of the run opens. Nodes open side by side otherwise,
+    #: so that a short input does not wait for every model in turn; set it for libraries whose
+    #: lazy imports are not thread-safe (transformers, diffusers).
+    open_alone: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()

@@ -50,10 +50,14 @@ def loop_clip(src: Path, dst: Path, seconds: float) -> Path:
     return dst
 
 
-def run_child(args: list[str]) -> dict:
-    """Run a Python snippet in a fresh process; return its wall time and peak RSS (MB)."""
+def run_child(args: list[str], env: dict | None = None) -> dict:
+    """Run a Python snippet in a fresh process (``env``: extra environment variables); return its
+    wall time and peak RSS (MB)."""
+    import os
+
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])

@@ -6,7 +6,7 @@ the set parameters were tuned on; ``test``: never tuned on) and run through the 
 ``avflow_sync.scoring``) and DER/JER (``avflow eval``'s ``evaluate``, 0.25 s collar) are
 printed per case, then the voice side's cost (``voice.*`` nodes' CPU seconds per minute of audio).
 
-    python bench/diarize_accuracy.py [--split test] [--cases swap,late] [--decisions voices,frame]
+    python bench/diarize_accuracy.py [--split test] [--cases swap,late] [--decisions voices,frame] [--set K=V]
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--cases", default="", help="comma-separated cases (default: all)")
     ap.add_argument("--decisions", default="voices,frame")
     ap.add_argument("--work", default=None, help="folder for fixtures and outputs (kept between runs)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="graph params for every run (as avflow run --set)")
     args = ap.parse_args()
     run(args.split, [c for c in args.cases.split(",") if c], args.decisions.split(","), args.work)
 
@@ -59,8 +61,8 @@ def run(split: str, cases: list[str], decisions: list[str], work: str | None = N
         for decision in decisions:
             out = work / f"out_{split}_{case}_{decision}"
             t0 = time.perf_counter()
-            r = avflow.run(REPO / "graphs" / "diarize.yaml", {"video": str(fx.path), "decision": decision},
-                           output_dir=out, device="cpu")
+            params = {"video": str(fx.path), "decision": decision, **dict(kv.split("=", 1) for kv in args.sets)}
+            r = avflow.run(REPO / "graphs" / "diarize.yaml", params, output_dir=out, device="cpu", cli_strings=True)
             wall = time.perf_counter() - t0
             doc = r.outputs["diarization"].data
             acc = frame_accuracy(fx, doc)

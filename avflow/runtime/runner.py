@@ -59,10 +59,11 @@ class RunResult:
     stats: list[NodeStats] = field(default_factory=list)
     wall_s: float = 0.0
     plan: Plan | None = None
+    started_at: float | None = None  # wall clock (``time.time()``) when the nodes started
 
     def profile(self) -> dict[str, Any]:
         return {"graph": self.plan.name if self.plan else None, "wall_s": round(self.wall_s, 4),
-                "nodes": [s.as_dict() for s in self.stats]}
+                "started_at": self.started_at, "nodes": [s.as_dict() for s in self.stats]}
 
 
 def default_cache_dir() -> Path:
@@ -161,7 +162,7 @@ class Runner:
         collected = scheduler.run()
         outputs = {name: _unwrap(items) for name, items in collected.items()}
         return RunResult(outputs=outputs, output_dir=self.output_dir, stats=scheduler.stats,
-                         wall_s=time.perf_counter() - t0, plan=plan)
+                         wall_s=time.perf_counter() - t0, plan=plan, started_at=scheduler.started_at)
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -192,11 +193,13 @@ def write_profile(result: RunResult, path: Path) -> Path:
 
 def format_profile(result: RunResult) -> str:
     """A table of per-node timings and throughput."""
-    rows = [("node", "type", "in", "out", "batches", "busy s", "cpu s", "open s", "items/s", "max queue")]
+    rows = [("node", "type", "in", "out", "batches", "busy s", "cpu s", "open s", "first out s", "items/s",
+             "max queue")]
     for s in result.stats:
         d = s.as_dict()
         rows.append((s.node, s.type, str(s.items_in), str(s.items_out), str(s.batches),
                      f"{s.busy_s:.3f}", f"{s.cpu_s:.3f}", f"{s.open_s:.3f}",
+                     "-" if s.first_out_s is None else f"{s.first_out_s:.3f}",
                      "-" if d["items_per_s"] is None else f"{d['items_per_s']:.1f}",
                      f"{s.max_queue}/{s.queue_capacity}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -10,6 +10,7 @@ real pipeline parallelism.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -27,6 +28,9 @@ from .libc import PR_SET_NAME, prctl
 from .memory import HeapTrimmer, quiet_openmp
 
 _POLL = 0.1  # seconds between cancellation checks while blocked on a queue
+# Nodes with inputs start opening once every source has emitted on each of its streams (or after
+# this long): a source's first items do not wait for the GIL behind every model's import.
+_SOURCE_HEAD_S = 1.0
 
 
 def _name_os_thread(name: str) -> None:
@@ -50,6 +54,30 @@ class _Stop(Exception):
     """Internal: the run is being torn down (another node failed, or cancelled)."""
 
 
+class _OpenGate:
+    """Nodes open side by side, except one with ``open_alone``, which opens while no other does."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._alone = False
+
+    @contextlib.contextmanager
+    def __call__(self, alone: bool) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone and (not alone or self._active == 0))
+            self._active += 1
+            self._alone = alone
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if alone:
+                    self._alone = False
+                self._cond.notify_all()
+
+
 @dataclass
 class NodeStats:
     """Per-node figures for ``--profile``."""
@@ -65,6 +93,8 @@ class NodeStats:
     open_s: float = 0.0
     max_queue: int = 0
     queue_capacity: int = 0
+    first_out_s: float | None = None  # seconds from the run's start to the node's first item out
+    first_out_by_port: dict[str, float] = field(default_factory=dict)  # the same, per output port
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -74,6 +104,8 @@ class NodeStats:
         d["busy_s"] = round(self.busy_s, 4)
         d["cpu_s"] = round(self.cpu_s, 4)
         d["open_s"] = round(self.open_s, 4)
+        d["first_out_s"] = None if self.first_out_s is None else round(self.first_out_s, 4)
+        d["first_out_by_port"] = {k: round(v, 4) for k, v in self.first_out_by_port.items()}
         return d
 
 
@@ -107,6 +139,8 @@ class Scheduler:
     ):
         self.plan = plan
         self.cancel_event = cancel_event
+        self.started_at: float | None = None  # time.time() when run() started the nodes
+        self._t0 = time.perf_counter()
         self._failed = threading.Event()
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
@@ -114,7 +148,12 @@ class Scheduler:
         # On CPU, batched (model) nodes take turns: each batch already uses every core through
         # torch's intra-op threads, and two at once only oversubscribe them (measured 2-3x slower).
         self._cpu_lock = threading.Lock() if device == "cpu" else None
-        self._open_lock = threading.Lock()
+        self._open_gate = _OpenGate()
+        self._sources_waiting = {nid for nid, pn in plan.nodes.items() if not pn.inputs}
+        self._sources_lock = threading.Lock()
+        self._sources_started = threading.Event()
+        if not self._sources_waiting:
+            self._sources_started.set()
         self._output_ports: dict[tuple[str, str], list[str]] = {}
         for name, ref in plan.outputs.items():
             self._output_ports.setdefault((ref.node, ref.port), []).append(name)
@@ -139,6 +178,8 @@ class Scheduler:
     # -- public ----------------------------------------------------------------------------
     def run(self) -> dict[str, list[Payload]]:
         quiet_openmp()  # before any node's open() imports torch
+        self.started_at = time.time()
+        self._t0 = time.perf_counter()
         trimmer = HeapTrimmer()
         threads = [threading.Thread(target=self._run_worker, args=(w,), name=f"avflow:{nid}", daemon=True)
                    for nid, w in self.workers.items()]
@@ -172,9 +213,11 @@ class Scheduler:
         _name_os_thread(f"avf:{w.stats.node}")
         stage = "open"
         try:
-            # Opens take turns: libraries' lazy imports (transformers, diffusers) are not
-            # thread-safe, and loading is mostly GIL-bound anyway.
-            with self._open_lock:
+            if w.planned.inputs:
+                self._sources_started.wait(_SOURCE_HEAD_S)
+            # Opens run side by side (imports are thread-safe; a light node need not wait for
+            # every model's import), except those of nodes marked open_alone.
+            with self._open_gate(bool(w.planned.cls.open_alone)):
                 if self._failed.is_set():
                     raise _Stop
                 t0 = time.perf_counter()
@@ -195,6 +238,7 @@ class Scheduler:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self._fail(w, exc, stage)
         finally:
+            self._source_started(w)
             try:
                 if w.opened:
                     w.node.close(w.ctx)
@@ -203,6 +247,15 @@ class Scheduler:
                     self._fail(w, exc, "close")
                 else:
                     w.ctx.logger.warning("close() failed after an earlier error: %s", exc)
+
+    def _source_started(self, w: _Worker) -> None:
+        """``w`` (a source) has emitted on every connected output, or ended: one fewer to wait for."""
+        if w.planned.inputs or w.stats.node not in self._sources_waiting:
+            return
+        with self._sources_lock:
+            self._sources_waiting.discard(w.stats.node)
+            if not self._sources_waiting:
+                self._sources_started.set()
 
     def _fail(self, w: _Worker, exc: BaseException, stage: str) -> None:
         with self._error_lock:
@@ -327,6 +380,13 @@ class Scheduler:
             for item in items:
                 if not isinstance(item, kind):
                     raise TypeError(f"output '{port}' declares {kind.__name__} but got {type(item).__name__}")
+                if port not in w.stats.first_out_by_port:
+                    at = time.perf_counter() - self._t0
+                    w.stats.first_out_by_port[port] = at
+                    if w.stats.first_out_s is None:
+                        w.stats.first_out_s = at
+                    if not w.planned.inputs and set(w.stats.first_out_by_port) >= set(w.ctx.connected_outputs):
+                        self._source_started(w)
                 w.stats.items_out += 1
                 for name in self._output_ports.get((w.planned.id, port), ()):
                     self.outputs[name].append(item)

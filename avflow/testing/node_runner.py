@@ -23,11 +23,13 @@ class NodeRunner:
         out = runner.run({"frames": frames})        # {"frames": [VideoFrame, ...]}
 
     Params are checked and converted like graph params. Items of different ports are fed in
-    the order given by ``feed`` (``run`` feeds port after port).
+    the order given by ``feed`` (``run`` feeds port after port). ``connected_outputs`` and
+    ``connected_inputs`` say which ports the node sees as wired (default: all of them).
     """
 
     def __init__(self, node_cls: type[Node], *, output_dir: str | Path | None = None,
-                 device: str = "cpu", connected_outputs: Iterable[str] | None = None, **params: Any):
+                 device: str = "cpu", connected_outputs: Iterable[str] | None = None,
+                 connected_inputs: Iterable[str] | None = None, **params: Any):
         fields = config_fields(node_cls.Config)
         kwargs = {}
         for name, value in params.items():
@@ -45,7 +47,8 @@ class NodeRunner:
             cache_dir=Path(output_dir) / ".cache", logger=logging.getLogger(f"avflow.test.{node_cls.type}"),
             progress=Progress(node_cls.type, lambda _n, d, t, _u: self.progress_events.append((d, t))),
             connected_outputs=frozenset(connected_outputs if connected_outputs is not None else node_cls.outputs),
-            connected_inputs=frozenset(node_cls.inputs), cancel_event=threading.Event())
+            connected_inputs=frozenset(connected_inputs if connected_inputs is not None else node_cls.inputs),
+            cancel_event=threading.Event())
         self.outputs: dict[str, list[Payload]] = {p: [] for p in node_cls.outputs}
         self._opened = False
         self._pending: list[Payload] = []

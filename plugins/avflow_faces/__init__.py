@@ -11,20 +11,21 @@ Nodes (one module each in :mod:`.nodes`):
 Shared by them and by the other plugins: :mod:`avflow_faces.mesh` (the face-mesh vocabulary:
 landmark indices, distances, MediaPipe results as pixel arrays), :mod:`avflow_faces.models` (the
 one factory of MediaPipe FaceDetection and FaceMesh objects), :mod:`avflow_faces.geometry` (box
-geometry) and :class:`avflow_faces.FrameJoin` (frames meet their tracks). MediaPipe,
+geometry), :class:`avflow_faces.FrameJoin` (frames meet their tracks) and
+:class:`avflow_faces.SpeechSpans` (where speech is, for nodes that skip work far from it). MediaPipe,
 OpenCV and SciPy are imported only when a node opens or runs, so listing or validating graphs
 stays fast.
 """
 
 from avflow import hookimpl
 
-from ._common import FrameJoin
+from ._common import FrameJoin, SpeechSpans
 from .nodes.crop import FaceCropper
 from .nodes.detect import FaceDetect
 from .nodes.landmarks import FaceLandmarks
 from .nodes.track import FaceTracker
 
-__all__ = ["FaceCropper", "FaceDetect", "FaceLandmarks", "FaceTracker", "FrameJoin"]
+__all__ = ["FaceCropper", "FaceDetect", "FaceLandmarks", "FaceTracker", "FrameJoin", "SpeechSpans"]
 
 
 @hookimpl

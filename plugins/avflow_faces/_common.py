@@ -136,3 +136,45 @@ class FrameJoin:
                 raise InputError(f"frame {frame.index} is {frame.width}x{frame.height} but its tracks are for "
                                  f"{tracks.width}x{tracks.height}: connect the frames the tracks were made from")
         return pairs
+
+
+class SpeechSpans:
+    """Where speech is, from a stream of speech activity, for nodes that skip work far from it.
+
+    ``add(item)`` takes a payload with a bool array ``speech`` (one value per ``hop`` seconds from
+    the payload's ``time``: ``voice.activity``'s SpeechActivity); ``near(t, margin)`` says whether
+    speech lies within ``margin`` seconds of ``t``, or None while the decisions do not reach
+    ``t + margin`` yet (after ``end()``, everything is known). Queries must come in increasing
+    ``t`` (spans behind them are forgotten, so memory stays bounded).
+    """
+
+    def __init__(self) -> None:
+        self._spans: deque[tuple[float, float]] = deque()  # (start, end) s, merged, in order
+        self.until = float("-inf")  # decisions are known up to here (s)
+        self.ended = False
+
+    def add(self, item: Any) -> None:
+        speech = np.asarray(getattr(item, "speech", None) if item is not None else None)
+        hop = float(getattr(item, "hop", 0.0) or 0.0)
+        if speech.ndim != 1 or speech.dtype != bool or hop <= 0:
+            raise InputError(f"port 'speech' takes speech activity (a bool array 'speech' and a 'hop' in "
+                             f"seconds, as voice.activity's SpeechActivity), got {type(item).__name__}")
+        t0 = float(item.time)
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], speech, [False]]).astype(np.int8)))
+        for a, b in zip(edges[::2], edges[1::2]):
+            start, end = t0 + a * hop, t0 + b * hop
+            if self._spans and start <= self._spans[-1][1] + 1e-6:
+                self._spans[-1] = (self._spans[-1][0], max(end, self._spans[-1][1]))
+            else:
+                self._spans.append((start, end))
+        self.until = max(self.until, t0 + speech.size * hop)
+
+    def end(self) -> None:
+        self.ended = True
+
+    def near(self, t: float, margin: float) -> bool | None:
+        if not (self.ended or self.until >= t + margin):
+            return None
+        while self._spans and self._spans[0][1] < t - margin:
+            self._spans.popleft()
+        return bool(self._spans) and self._spans[0][0] <= t + margin

@@ -87,10 +87,11 @@ def normalize(s_db: np.ndarray, p: MelParams = WAV2LIP) -> np.ndarray:
 
 
 def mel_basis(p: MelParams = WAV2LIP) -> np.ndarray:
-    """The (n_mels, n_fft // 2 + 1) float32 Slaney filterbank Wav2Lip uses."""
-    import librosa
+    """The (n_mels, n_fft // 2 + 1) float32 Slaney filterbank Wav2Lip uses (librosa's
+    ``filters.mel``, computed without importing librosa: ``avflow_voice.embed.mel_filters``)."""
+    from avflow_voice.embed import mel_filters
 
-    return librosa.filters.mel(sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax)
+    return mel_filters(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax)
 
 
 def magnitude_to_mel(mag: np.ndarray, basis: np.ndarray, p: MelParams = WAV2LIP) -> np.ndarray:
@@ -146,13 +147,13 @@ class StreamingMel:
     def __init__(self, pad_mode: str = "reflect", params: MelParams = WAV2LIP):
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
-        import scipy.signal
+        from avflow_voice.embed import hann
 
         self.p = params
         self.pad_mode = pad_mode
         self._basis = mel_basis(params)
         # librosa's default window: periodic ("fftbins") Hann of win samples, centred in n_fft.
-        win = scipy.signal.get_window("hann", params.win, fftbins=True)
+        win = hann(params.win)
         lpad = (params.n_fft - params.win) // 2
         self._window = np.pad(win, (lpad, params.n_fft - params.win - lpad)).astype(np.float64)
         self._half = params.n_fft // 2

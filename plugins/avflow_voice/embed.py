@@ -7,10 +7,14 @@ final state becomes an L2-normalised 256-d embedding; same voice, nearby points.
 frames are computed from the decoded 16 kHz audio as it streams, frame ``k`` centred on sample
 ``160 k`` of the stream, so that a window's time is exact. The filter bank and the STFT are
 librosa's (``melspectrogram`` with ``n_fft=400``, ``hop_length=160``, ``n_mels=40``, power 2),
-as Resemblyzer computes them.
+as Resemblyzer computes them, rewritten in numpy (:func:`mel_filters`; a test checks them
+against librosa's) so that neither librosa nor resemblyzer is imported.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -21,14 +25,83 @@ N_MELS = 40
 FRAME_S = HOP / SAMPLE_RATE
 
 
-def load_encoder(device: str = "cpu"):
-    """Resemblyzer's ``VoiceEncoder`` with the weights from its wheel, in eval mode."""
-    try:
-        from resemblyzer import VoiceEncoder
-    except ImportError as exc:
+def weights_path() -> Path:
+    """Where the installed ``resemblyzer`` wheel keeps its encoder weights (``pretrained.pt``)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError("voice embeddings need Resemblyzer (pip install webrtcvad-wheels && "
-                          f"pip install --no-deps resemblyzer==0.1.4): {exc}") from None
-    return VoiceEncoder(device=device, verbose=False).eval()
+                          "pip install --no-deps resemblyzer==0.1.4): its wheel carries the weights")
+    path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"resemblyzer is installed but {path} is missing; reinstall resemblyzer==0.1.4")
+    return path
+
+
+def load_encoder(device: str = "cpu"):
+    """Resemblyzer's ``VoiceEncoder`` network with the weights from its wheel, in eval mode.
+
+    The network is written here (the same three-layer LSTM, linear layer, ReLU and L2 norm) rather
+    than imported: ``import resemblyzer`` imports librosa, numba and scipy.signal, 1.5 s of start-up
+    the embeddings do not need.
+    """
+    import torch
+    from torch import nn
+
+    class VoiceEncoder(nn.Module):
+        """GE2E speaker encoder: mel windows ``(B, frames, 40)`` -> L2-normalised ``(B, 256)``."""
+
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(N_MELS, 256, 3, batch_first=True)
+            self.linear = nn.Linear(256, 256)
+            self.relu = nn.ReLU()
+
+        def forward(self, mels: "torch.Tensor") -> "torch.Tensor":
+            _, (hidden, _) = self.lstm(mels)
+            raw = self.relu(self.linear(hidden[-1]))
+            return raw / torch.norm(raw, dim=1, keepdim=True)
+
+    model = VoiceEncoder()
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)["model_state"]
+    model.load_state_dict(state, strict=False)  # the checkpoint also holds training-only scalars
+    model.device = torch.device(device)
+    return model.to(model.device).eval()
+
+
+def mel_filters(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0,
+                fmax: float | None = None) -> np.ndarray:
+    """``(n_mels, 1 + n_fft // 2)`` float32 triangular filters on the Slaney mel scale between
+    ``fmin`` and ``fmax`` (default ``sr / 2``), area-normalised: librosa's ``filters.mel`` with its
+    defaults (``htk=False``, ``norm="slaney"``), as Resemblyzer and Wav2Lip call it, without
+    importing librosa (and numba, scipy.signal with it: 1.5 s of start-up)."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def hz_to_mel(f):
+        f = np.asarray(f, np.float64)
+        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep,
+                        f / f_sp)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, np.float64)
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+    fmax = sr / 2 if fmax is None else fmax
+    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+def hann(n: int) -> np.ndarray:
+    """The periodic Hann window of ``n`` samples (librosa's and scipy's ``get_window("hann", n,
+    fftbins=True)``), float64."""
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
 
 
 class MelStream:
@@ -39,10 +112,8 @@ class MelStream:
     """
 
     def __init__(self):
-        import librosa
-
-        self._basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
-        self._window = librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+        self._basis = mel_filters()
+        self._window = hann(N_FFT).astype(np.float32)
         self._buf = np.zeros(N_FFT // 2, np.float32)  # centre padding before the first sample
         self._buf_start = -(N_FFT // 2)  # stream index of _buf[0]
         self.n_frames = 0

@@ -41,6 +41,7 @@ class UNetGenerator(Node):
     """
 
     type = "musetalk.unet"
+    open_alone = True  # loading imports diffusers / transformers, whose lazy imports are not thread-safe
     Config = UNetConfig
     models = UNET_MODELS
 

@@ -23,6 +23,7 @@ class VaeConfig:
 class _Vae(Node):
     Config = VaeConfig
     models = VAE_MODELS
+    open_alone = True  # loading imports diffusers, whose lazy imports are not thread-safe
 
     @classmethod
     def preflight(cls, config, check):

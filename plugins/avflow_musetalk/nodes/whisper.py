@@ -79,6 +79,7 @@ class WhisperFeatures(Node):
     """
 
     type = "musetalk.whisper_features"
+    open_alone = True  # loading imports diffusers / transformers, whose lazy imports are not thread-safe
     Config = WhisperFeaturesConfig
     models = WHISPER_MODELS
 

@@ -234,17 +234,21 @@ class MotionScorer(Node):
         ids = [tid for tid, _ in frame["tracks"]]
         if not ids:
             return [], []
+        if not self._want_scores:
+            # Evidence alone needs only the lips of the frames within its window (or its audio
+            # offsets) and nothing of a frame whose faces have no landmarks.
+            if all(sig is None for _, sig in frame["tracks"]):
+                return [], []
+            side = max(ext["width"] // 2, ext["offset"])
+            lo, hi = max(self._base, pos - side), min(self._audio_done, pos + side + 1)
+            visual = self._visual(ids, lo, hi)
+            return [], self._evidence(frame, visual, len(BANDS), pos - lo, ext)
         lo = max(self._base, pos - ext["reach"])
         hi = min(self._audio_done, pos + ext["reach"] + 1)
         local = self._frames[lo - self._base: hi - self._base]
         n, c = len(local), pos - lo
         col = {tid: k for k, tid in enumerate(ids)}
-        visual = np.full((n, len(ids), N_SIGNALS), np.nan)
-        for j, fr in enumerate(local):
-            for tid, sig in fr["tracks"]:
-                k = col.get(tid)
-                if k is not None and sig is not None:
-                    visual[j, k] = sig
+        visual = self._visual(ids, lo, hi)
         amp = np.stack([fr["amp"] for fr in local])  # (n, S)
         level = np.array([fr["level"] for fr in local])
         ref = max(frame["peak"], float(np.max(level[c:])))
@@ -257,9 +261,7 @@ class MotionScorer(Node):
             padded = np.pad(amp, ((a, a), (0, 0)), mode="edge")
             mean = np.stack([np.convolve(padded[:, s], kernel, mode="valid") for s in range(amp.shape[1])], axis=1)
             amp = amp / np.maximum(mean, 10.0 ** (threshold / 20.0))
-        evidence = self._evidence(frame, visual, amp, c, ext) if self._want_evidence else []
-        if not self._want_scores:
-            return [], evidence
+        evidence = self._evidence(frame, visual, amp.shape[1], c, ext) if self._want_evidence else []
         # speech activity around the frame: a soft threshold (6 dB ramp), short pauses bridged
         active = np.clip((level - threshold) / 6.0, 0.0, 1.0)
         b = ext["bridge"]
@@ -299,6 +301,17 @@ class MotionScorer(Node):
                                 frame_index=frame["index"], value=value, extra=extra))
         return scores, evidence
 
+    def _visual(self, ids: list[str], lo: int, hi: int) -> np.ndarray:
+        """``(hi - lo, len(ids), N_SIGNALS)`` mouth signals of frames ``[lo, hi)`` (absolute), NaN where missing."""
+        col = {tid: k for k, tid in enumerate(ids)}
+        visual = np.full((hi - lo, len(ids), N_SIGNALS), np.nan)
+        for j, fr in enumerate(self._frames[lo - self._base: hi - self._base]):
+            for tid, sig in fr["tracks"]:
+                k = col.get(tid)
+                if k is not None and sig is not None:
+                    visual[j, k] = sig
+        return visual
+
     def _audio_z(self, pos: int, half: int) -> np.ndarray:
         """Band amplitudes of frame ``pos`` (absolute) z-scored over the frames within ``half``."""
         fr = self._frames[pos - self._base]
@@ -309,7 +322,7 @@ class MotionScorer(Node):
             z = fr["z"] = (fr["amp"] - seg.mean(axis=0)) / np.maximum(seg.std(axis=0), 1e-9)
         return z
 
-    def _evidence(self, frame: dict, visual: np.ndarray, amp: np.ndarray, c: int,
+    def _evidence(self, frame: dict, visual: np.ndarray, n_bands: int, c: int,
                   ext: dict[str, int]) -> list[SyncEvidence]:
         """Per track: mean over the mouth signals of x(c) * a(c + L) for every offset L, both
         centred and scaled over the ``window`` around the frame (lips) or around c + L (audio:
@@ -326,12 +339,12 @@ class MotionScorer(Node):
         std = np.sqrt(np.maximum((np.where(present[..., None], around - mean, 0.0) ** 2).sum(axis=0) / n_ok, 0.0))
         x = (visual[c] - mean) / np.maximum(std, self.config.min_motion)  # (m, S)
         offsets = np.arange(-k, k + 1)
-        a = np.full((len(offsets), amp.shape[1]), np.nan)
+        a = np.full((len(offsets), n_bands), np.nan)
         centre = frame["_pos"]
         for j, off in enumerate(offsets):
             if 0 <= c + off < n:
                 a[j] = self._audio_z(centre + off, half)
-        values = np.einsum("ms,ks->mk", np.nan_to_num(x), np.nan_to_num(a)) / amp.shape[1]
+        values = np.einsum("ms,ks->mk", np.nan_to_num(x), np.nan_to_num(a)) / n_bands
         valid = np.isfinite(a[:, 0])
         dt = self._dt()
         out = []

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from avflow import Box, FaceTrack, InputError, TrackedFaces
+from avflow import Box, FaceTrack, InputError, Payload, Record, TrackedFaces
 from avflow.testing import NodeRunner
 from avflow_faces import FaceDetect, FaceLandmarks
 from avflow_faces import mesh
 
 TB = Fraction(1, 25)
+WIRED = ("frames", "tracks")  # speech unconnected: every frame measured
 
 
 def tracked(i, faces, w, h):
@@ -30,7 +32,7 @@ def test_landmarks_of_two_faces_land_in_their_own_boxes(two_faces, two_face_boxe
     left, right = two_face_boxes
     # Give the tracks in "wrong" order, right face first, to show ids follow boxes, not positions.
     tracks = tracked(0, [("face_0", right), ("face_1", left)], 700, 350)
-    out = NodeRunner(FaceLandmarks).run({"frames": make_frames([two_faces]), "tracks": [tracks]})["tracks"]
+    out = NodeRunner(FaceLandmarks, connected_inputs=WIRED).run({"frames": make_frames([two_faces]), "tracks": [tracks]})["tracks"]
     assert len(out) == 1 and [f.track_id for f in out[0].faces] == ["face_0", "face_1"]
     for face, box in zip(out[0].faces, (right, left)):
         lm = face.landmarks
@@ -52,7 +54,7 @@ def test_landmarks_of_two_faces_land_in_their_own_boxes(two_faces, two_face_boxe
 def test_landmarks_none_where_there_is_no_face(two_faces, make_frames):
     blank = np.zeros_like(two_faces)
     tracks = tracked(0, [("face_0", Box(100, 100, 120, 120))], 700, 350)
-    out = NodeRunner(FaceLandmarks).run({"frames": make_frames([blank]), "tracks": [tracks]})["tracks"]
+    out = NodeRunner(FaceLandmarks, connected_inputs=WIRED).run({"frames": make_frames([blank]), "tracks": [tracks]})["tracks"]
     assert out[0].faces[0].landmarks is None
     assert out[0].faces[0].track_id == "face_0"
 
@@ -60,7 +62,7 @@ def test_landmarks_none_where_there_is_no_face(two_faces, make_frames):
 def test_landmarks_joins_out_of_step_ports_and_keeps_order(two_faces, two_face_boxes, make_frames):
     frames = make_frames([two_faces] * 4)
     tracks = [tracked(i, [("face_0", two_face_boxes[0])] if i != 2 else [], 700, 350) for i in range(4)]
-    runner = NodeRunner(FaceLandmarks)
+    runner = NodeRunner(FaceLandmarks, connected_inputs=WIRED)
     got = []
     # Tracks lag the frames by two, as behind a tracker.
     for i in range(4):
@@ -82,7 +84,7 @@ def test_landmarks_track_without_frame_passes_through(two_face_boxes, two_faces,
     frames = make_frames([two_faces, two_faces])
     frames[1].index = 2  # frame 1 never comes
     tracks = [tracked(i, [("face_0", two_face_boxes[0])], 700, 350) for i in range(3)]
-    out = NodeRunner(FaceLandmarks).run({"frames": frames, "tracks": tracks})["tracks"]
+    out = NodeRunner(FaceLandmarks, connected_inputs=WIRED).run({"frames": frames, "tracks": tracks})["tracks"]
     assert [t.frame_index for t in out] == [0, 1, 2]
     assert out[1].faces[0].landmarks is None and out[2].faces[0].landmarks is not None
 
@@ -90,7 +92,7 @@ def test_landmarks_track_without_frame_passes_through(two_face_boxes, two_faces,
 def test_landmarks_size_mismatch_is_an_input_error(two_faces, make_frames):
     tracks = tracked(0, [("face_0", Box(10, 10, 50, 50))], 1280, 720)
     with pytest.raises(InputError, match="1280x720"):
-        NodeRunner(FaceLandmarks).run({"frames": make_frames([two_faces]), "tracks": [tracks]})
+        NodeRunner(FaceLandmarks, connected_inputs=WIRED).run({"frames": make_frames([two_faces]), "tracks": [tracks]})
 
 
 def test_mesh_constants_are_consistent():
@@ -132,9 +134,9 @@ def test_video_mode_follows_the_face_like_the_static_mesh(moving_clip, make_fram
     frames = make_frames(moving_clip)
     dets = NodeRunner(FaceDetect).run({"frames": frames})["detections"]
     tracks = [tracked(d.frame_index, [("face_0", d.boxes[0])], 700, 350) for d in dets]
-    runner = NodeRunner(FaceLandmarks, video_mode=True)
+    runner = NodeRunner(FaceLandmarks, connected_inputs=WIRED, video_mode=True)
     video = runner.run({"frames": frames, "tracks": tracks})["tracks"]
-    static = NodeRunner(FaceLandmarks, video_mode=False).run({"frames": frames, "tracks": tracks})["tracks"]
+    static = NodeRunner(FaceLandmarks, connected_inputs=WIRED, video_mode=False).run({"frames": frames, "tracks": tracks})["tracks"]
     for v, s in zip(video, static, strict=True):
         a, b = v.faces[0].landmarks, s.faces[0].landmarks
         assert a is not None and b is not None
@@ -146,7 +148,7 @@ def test_video_mode_follows_the_face_like_the_static_mesh(moving_clip, make_fram
 def test_video_mode_restarts_when_the_face_leaves_its_crop_and_forgets_gone_tracks(moving_clip, make_frames):
     frames = make_frames(moving_clip)
     dets = NodeRunner(FaceDetect).run({"frames": frames})["detections"]
-    runner = NodeRunner(FaceLandmarks, forget_after=3)
+    runner = NodeRunner(FaceLandmarks, connected_inputs=WIRED, forget_after=3)
     squares = []
     for i, (f, d) in enumerate(zip(frames, dets)):
         runner.feed("frames", f)
@@ -166,7 +168,7 @@ def test_video_mode_face_lost_then_found_again(moving_clip, make_frames):
     images = [img if not 4 <= i < 8 else np.zeros_like(img) for i, img in enumerate(moving_clip[:10])]
     frames = make_frames(images)
     box = NodeRunner(FaceDetect).run({"frames": frames[:1]})["detections"][0].boxes[0]
-    runner = NodeRunner(FaceLandmarks)
+    runner = NodeRunner(FaceLandmarks, connected_inputs=WIRED)
     states = []
     for i, f in enumerate(frames):
         runner.feed("frames", f)
@@ -184,7 +186,7 @@ def test_video_mode_face_lost_then_found_again(moving_clip, make_frames):
 def test_video_mode_caps_the_meshes_and_measures_further_tracks_the_static_way(two_faces, two_face_boxes,
                                                                                  make_frames):
     left, right = two_face_boxes
-    runner = NodeRunner(FaceLandmarks, max_followers=1)
+    runner = NodeRunner(FaceLandmarks, connected_inputs=WIRED, max_followers=1)
     for i, frame in enumerate(make_frames([two_faces] * 3)):
         runner.feed("frames", frame)
         runner.feed("tracks", tracked(i, [("face_0", left), ("face_1", right)], 700, 350))
@@ -193,3 +195,60 @@ def test_video_mode_caps_the_meshes_and_measures_further_tracks_the_static_way(t
     runner.close()
     assert all(f.landmarks is not None for t in runner.outputs["tracks"] for f in t.faces)
     assert runner.node._followers == {}  # released on close
+
+
+def test_every_n_measures_every_nth_frame_and_interpolates_between(moving_clip, make_frames):
+    frames = make_frames(moving_clip)[:9]
+    dets = NodeRunner(FaceDetect).run({"frames": frames})["detections"]
+    tracks = [tracked(i, [("face_0", d.boxes[0])], 700, 350) for i, d in enumerate(dets)]
+    runner = NodeRunner(FaceLandmarks, connected_inputs=WIRED, every_n=2)
+    out = runner.run({"frames": frames, "tracks": tracks})["tracks"]
+    assert [t.frame_index for t in out] == list(range(9))
+    assert runner.node.meshed == 5  # frames 0, 2, 4, 6, 8
+    lms = [t.faces[0].landmarks for t in out]
+    assert all(lm is not None and lm.dtype == np.float32 for lm in lms)
+    for i in (1, 3, 5, 7):  # halfway between the measured neighbours
+        np.testing.assert_allclose(lms[i], (lms[i - 1] + lms[i + 1]) / 2, atol=1e-3)
+
+
+@dataclass
+class _Speech(Payload):
+    speech: np.ndarray = None
+    hop: float = 0.04
+
+
+def test_no_mesh_far_from_speech(moving_clip, make_frames):
+    frames = make_frames(moving_clip)[:30]
+    dets = NodeRunner(FaceDetect).run({"frames": frames})["detections"]
+    tracks = [tracked(i, [("face_0", d.boxes[0])], 700, 350) for i, d in enumerate(dets)]
+    runner = NodeRunner(FaceLandmarks, speech_margin=0.22)
+    # speech from 0.4 s to 0.6 s only (hops of 40 ms = one frame each at 25 fps)
+    runner.feed("speech", _Speech(pts=0, time_base=Fraction(1, 1000), speech=np.arange(30) // 5 == 2))
+    for f, t in zip(frames, tracks):
+        runner.feed("frames", f)
+        runner.feed("tracks", t)
+    runner.finish()
+    runner.close()
+    out = runner.outputs["tracks"]
+    have = [i for i, t in enumerate(out) if t.faces[0].landmarks is not None]
+    # frames within 0.22 s of [0.4, 0.6): 0.18 .. 0.82 s, frames 5 .. 20
+    assert have == list(range(5, 21)) and runner.node.meshed == len(have)
+
+
+def test_speech_must_be_speech_activity(two_faces, make_frames):
+    with pytest.raises(InputError, match="speech activity"):
+        NodeRunner(FaceLandmarks).feed("speech", Record(pts=0, time_base=TB, data={}))
+
+
+def test_faces_measured_side_by_side_give_the_same_landmarks(two_faces, two_face_boxes, make_frames):
+    left, right = two_face_boxes
+    frames = make_frames([two_faces] * 4)
+    tracks = [tracked(i, [("face_0", left), ("face_1", right)], 700, 350) for i in range(4)]
+    got = []
+    for threads in (1, 2):
+        out = NodeRunner(FaceLandmarks, connected_inputs=WIRED, threads=threads).run(
+            {"frames": frames, "tracks": tracks})["tracks"]
+        got.append([[f.landmarks for f in t.faces] for t in out])
+    for a, b in zip(*got):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)

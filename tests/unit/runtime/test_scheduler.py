@@ -244,3 +244,35 @@ def test_profile_reports_every_node(registry, tmp_path):
 
 def test_count_dummy_is_a_source():
     assert Count.inputs == {} and "items" in Count.outputs
+
+
+class SlowOpen(Slow):
+    """Opens in 0.3 s, recording when its open started and ended in EVENTS."""
+
+    type = "test.slow_open"
+
+    def open(self, ctx):
+        super().open(ctx)
+        t0 = time.perf_counter()
+        time.sleep(0.3)
+        EVENTS.append((ctx.node_id, (t0, time.perf_counter())))
+
+
+class SlowOpenAlone(SlowOpen):
+    type = "test.slow_open_alone"
+    open_alone = True
+
+
+def test_nodes_open_side_by_side_except_those_that_open_alone(registry, tmp_path):
+    registry.add(SlowOpen, "tests")
+    registry.add(SlowOpenAlone, "tests")
+    g = graph({"src": {"type": "test.count", "params": {"n": 3}},
+               "a": {"type": "test.slow_open", "inputs": {"items": "src.items"}},
+               "b": {"type": "test.slow_open", "inputs": {"items": "a.items"}},
+               "c": {"type": "test.slow_open_alone", "inputs": {"items": "b.items"}}}, {"out": "c.items"})
+    res = run(g, registry, output_dir=tmp_path)
+    assert len(res.outputs["out"]) == 3
+    spans = dict(e for e in EVENTS if e[0] in "abc")
+    (a0, a1), (b0, b1), (c0, c1) = spans["a"], spans["b"], spans["c"]
+    assert max(a0, b0) < min(a1, b1)  # a and b opened at the same time
+    assert c0 >= max(a1, b1) or c1 <= min(a0, b0)  # c alone

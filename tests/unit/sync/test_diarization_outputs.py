@@ -167,3 +167,30 @@ def test_annotate_labels_read_on_a_light_background():
     label = out[20:40, 10:60]  # above face_0's box: its (non-speaker) label
     assert (label.max(axis=2) < 80).sum() > 10  # dark text ...
     assert (np.abs(label.astype(int) - 170).max(axis=2) < 3).sum() > 50  # ... on a filled grey box
+
+
+@pytest.mark.parametrize("height", [100, 102])  # half height even, odd (its chroma rows straddle)
+def test_annotate_reads_the_video_again_at_the_preview_height(tmp_path, height):
+    from avflow.testing.synth import synth_audio, write_video
+
+    # a grey ramp 200 px wide with a red square where face_1 is
+    img = np.tile(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], (height, 1, 3))
+    img[10:50, 120:160] = (200, 30, 30)
+    video = write_video(tmp_path / "in.mp4", [img] * 4, audio=synth_audio(0.2))
+    runner = NodeRunner(Annotate, video=str(video), preview_height=50, connected_inputs=("tracks", "active"))
+    for i in range(4):
+        runner.feed("tracks", tracked(i, [("face_0", (10, 10, 40, 40)), ("face_1", (120, 10, 40, 40))], h=height))
+        runner.feed("active", decision(i, "face_1", {}))
+    out = runner.finish()
+    frames = out["frames"]
+    assert [f.index for f in frames] == [0, 1, 2, 3] and out["audio"]
+    small = frames[0].image
+    assert small.shape == (50, 98 if height == 102 else 100, 3)
+    green = (small[..., 1] > 200) & (small[..., 0] < 100)
+    assert green[12:20, 57:83].any() and not green[12:20, 2:28].any()  # the speaker's box, at half scale
+    # the picture itself: the ramp and the square, scaled (the colours survive the YUV path)
+    assert abs(int(small[45, 10, 0]) - 25) < 12 and abs(int(small[45, 90, 0]) - 230) < 12
+    assert small[15, 70, 0] > 150 and small[15, 70, 1] < 80
+    full = NodeRunner(Annotate, video=str(video), connected_inputs=("tracks", "active"))
+    full.feed("tracks", tracked(0, [], h=height))
+    assert full.finish()["frames"][0].image.shape == (height, 200, 3)  # 0: the input's size

@@ -261,3 +261,27 @@ def test_band_envelope():
     n = len(env.times)
     env.push(np.zeros(100), SR + 1600)  # a 0.1 s gap is silence
     assert len(env.times) > n
+
+
+def test_evidence_alone_is_the_evidence_computed_with_the_scores(scene):
+    """Without ``scores`` connected the node takes a shorter path (only the evidence window, no
+    frame without landmarks): the evidence is the same."""
+    tracks, chunks = scene
+    # gaps in the landmarks, as the face mesh leaves them far from speech
+    tracks = [t if 60 <= t.frame_index < 140 else TrackedFaces(
+        pts=t.pts, time_base=t.time_base, frame_index=t.frame_index, width=t.width, height=t.height,
+        faces=[FaceTrack(f.track_id, f.box, landmarks=None) for f in t.faces]) for t in tracks]
+    items = sorted([("tracks", t) for t in tracks] + [("audio", c) for c in chunks], key=lambda pi: pi[1].time)
+    got = {}
+    for wired in (("scores", "evidence"), ("evidence",)):
+        runner = NodeRunner(MotionScorer, connected_outputs=wired)
+        for port, item in items:
+            runner.feed(port, item)
+        runner.finish()
+        runner.close()
+        got[wired] = {(e.track_id, e.frame_index): (e.offsets, e.values) for e in runner.outputs["evidence"]}
+    both, alone = got[("scores", "evidence")], got[("evidence",)]
+    assert both.keys() == alone.keys() and len(both) > 200
+    for key, (offsets, values) in both.items():
+        np.testing.assert_array_equal(alone[key][0], offsets)
+        np.testing.assert_allclose(alone[key][1], values, rtol=1e-6, atol=1e-7)

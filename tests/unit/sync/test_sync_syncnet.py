@@ -259,7 +259,7 @@ def test_chain_on_real_speech(media_dir, ckpt_path):
     crops = [FaceCrop(pts=i, time_base=Fraction(1, 25), track_id=t, frame_index=i,
                       image=rng.integers(0, 256, (48, 96, 3), dtype=np.uint8), box=Box(0, 0, 96, 96))
              for i in range(12) for t in ("face_0", "face_1")]
-    wins = NodeRunner(SyncWindows).run({"crops": crops, "mel": mel})["windows"]
+    wins = NodeRunner(SyncWindows, connected_inputs=("crops", "mel")).run({"crops": crops, "mel": mel})["windows"]
     # 0.5 s of audio = 41 columns: int(3.2 i) + 16 <= 41 for i <= 8; crops for i <= 7
     assert [w.frame_index for w in wins if w.track_id == "face_1"] == list(range(8))
     wins = [w for w in wins if w.frame_index >= 6]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from avflow.errors import InputError
-from avflow.payloads import Box, FaceCrop, Tensor
+from avflow.payloads import Box, FaceCrop, Payload, Tensor
 from avflow.testing import NodeRunner
 from avflow_sync.mel import MEL_TIME_BASE
 from avflow_sync.nodes.windows import SyncWindows
@@ -31,7 +32,7 @@ def mel_tensor(n_cols, first=0, start_sample=0):
 
 
 def run(crops, mel, **params):
-    return NodeRunner(SyncWindows, **params).run({"crops": crops, "mel": mel})["windows"]
+    return NodeRunner(SyncWindows, connected_inputs=("crops", "mel"), **params).run({"crops": crops, "mel": mel})["windows"]
 
 
 def cols(w, k=0):
@@ -156,7 +157,7 @@ def test_offset_search_cuts_shifted_windows_and_marks_missing_audio():
 
 
 def test_crops_before_their_audio_wait_for_it():
-    runner = NodeRunner(SyncWindows)
+    runner = NodeRunner(SyncWindows, connected_inputs=("crops", "mel"))
     for i in range(8):
         runner.feed("crops", crop("a", i, i, Fraction(1, 25)))
     assert runner.outputs["windows"] == []
@@ -180,3 +181,23 @@ def test_buffering_is_bounded_on_a_long_stream():
         assert asm.buffered_columns <= 2 * 80 + 32 and asm.pending <= 8
     n += len(asm.finish())
     assert n == 2 * 1496
+
+
+@dataclass
+class _Speech(Payload):
+    speech: np.ndarray = None
+    hop: float = 0.04
+
+
+def test_windows_at_every_nth_frame_and_only_near_speech():
+    crops = [crop("a", i, i, Fraction(1, 25)) for i in range(40)]
+    mel = [mel_tensor(400)]
+    assert [w.frame_index for w in run(crops, mel, every_n=3)] == list(range(0, 36, 3))
+    # speech from 0.8 s to 1.2 s: windows centred within 0.2 s of it (0.6 .. 1.4 s: centres 15 .. 35)
+    runner = NodeRunner(SyncWindows, speech_margin=0.22)
+    runner.feed("speech", _Speech(pts=0, time_base=Fraction(1, 1000), speech=np.arange(60) // 10 == 2))
+    for c in crops:
+        runner.feed("crops", c)
+    runner.feed("mel", mel[0])
+    out = runner.finish()["windows"]
+    assert [w.frame_index + 2 for w in out] == list(range(15, 36))

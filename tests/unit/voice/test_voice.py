@@ -149,3 +149,35 @@ def test_cluster_node_without_speech_reports_no_voice():
     speech = NodeRunner(SpeechActivityDetector).run({"audio": _chunks(np.zeros(48000, np.float32))})["speech"]
     out = NodeRunner(VoiceClusterer).run({"embeddings": [], "speech": speech})["voices"][0]
     assert out.voices == [] and out.turns == []
+
+
+def test_mel_filters_and_encoder_match_librosa_and_resemblyzer():
+    """The filter bank and the encoder are rewritten so that neither library is imported at run
+    time; they give what librosa and Resemblyzer give."""
+    import librosa
+    import torch
+    from resemblyzer import VoiceEncoder
+
+    from avflow_voice import embed
+
+    ref = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)
+    np.testing.assert_allclose(embed.mel_filters(), ref, rtol=1e-5, atol=1e-8)
+    wav2lip = librosa.filters.mel(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600)  # sync.mel's
+    np.testing.assert_allclose(embed.mel_filters(16000, 800, 80, 55, 7600), wav2lip, rtol=1e-5, atol=1e-8)
+    window = librosa.filters.get_window("hann", 400, fftbins=True)
+    np.testing.assert_allclose(embed.MelStream()._window, window, atol=1e-7)
+    mels = np.random.default_rng(0).random((3, 160, 40)).astype(np.float32)
+    ours = embed.embed_windows(embed.load_encoder("cpu"), mels)
+    with torch.inference_mode():
+        theirs = VoiceEncoder("cpu", verbose=False).eval()(torch.from_numpy(mels)).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_voice_nodes_import_neither_librosa_nor_resemblyzer():
+    code = ("import sys\nfrom avflow_voice import embed\n"
+            "embed.MelStream(); embed.load_encoder('cpu')\n"
+            "from avflow_sync.mel import StreamingMel\nStreamingMel()\n"
+            "print(sorted(m for m in ('librosa', 'resemblyzer', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
