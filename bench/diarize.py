@@ -11,9 +11,12 @@ after its ``info``). The baseline (bench/diarize_baseline.py: every frame in mem
 batch size 1 per window) runs on the short input with the same SyncNet weights (random, in the
 real checkpoint format: speed does not depend on the values). ``--repeat N`` runs every row N
 times, interleaved, and keeps each one's fastest (the machine is shared; all runs are in the JSON).
+``--fixtures test`` (or ``tune``) then runs every diarization fixture type of
+``bench/diarize_accuracy.py`` with both decisions: frame accuracy and DER per type, and the voice
+side's CPU seconds per minute of audio.
 
     python bench/diarize.py [--short 10] [--long 120] [--scorers motion,syncnet] [--no-baseline]
-                            [--repeat 1] [--set KEY=VALUE]... [--work DIR]
+                            [--repeat 1] [--set KEY=VALUE]... [--work DIR] [--fixtures test]
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="graph params for every graph run")
     ap.add_argument("--work", default=None, help="folder for the composed inputs (kept between runs)")
+    ap.add_argument("--fixtures", default="", choices=["", "test", "tune"],
+                    help="also the accuracy per fixture type, voices and frame decisions (bench/diarize_accuracy.py)")
     args = ap.parse_args()
     from avflow.testing.compose import compose_benchmark
     from avflow_sync.syncnet import save_random_syncnet
@@ -164,6 +169,11 @@ def main() -> None:
     for k, v in verdicts.items():
         print(f"  {k}: {v}")
     print(json.dumps({"machine": machine(), "rows": rows, "verdicts": verdicts}))
+    if args.fixtures:
+        import diarize_accuracy
+
+        diarize_accuracy.run(args.fixtures, [], ["voices", "frame"], str(work / "fixtures"),
+                             dict(kv.split("=", 1) for kv in args.sets))
 
 
 if __name__ == "__main__":

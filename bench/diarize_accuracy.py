@@ -33,12 +33,15 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="graph params for every run (as avflow run --set)")
     args = ap.parse_args()
-    run(args.split, [c for c in args.cases.split(",") if c], args.decisions.split(","), args.work)
+    run(args.split, [c for c in args.cases.split(",") if c], args.decisions.split(","), args.work,
+        dict(kv.split("=", 1) for kv in args.sets))
 
 
-def run(split: str, cases: list[str], decisions: list[str], work: str | None = None) -> list[dict]:
-    """Compose and run every case (all when ``cases`` is empty); print one JSON row per case,
-    the means per decision and the voice side's cost; return the rows."""
+def run(split: str, cases: list[str], decisions: list[str], work: str | None = None,
+        sets: dict[str, str] | None = None) -> list[dict]:
+    """Compose and run every case (all when ``cases`` is empty) with the graph params ``sets``
+    (strings, as ``avflow run --set``); print one JSON row per case, the means per decision and
+    the voice side's cost; return the rows."""
     import avflow
     from avflow.evaluation import evaluate
     from avflow.testing.compose import ComposedVideo, compose_speakers, diarization_suite
@@ -61,7 +64,7 @@ def run(split: str, cases: list[str], decisions: list[str], work: str | None = N
         for decision in decisions:
             out = work / f"out_{split}_{case}_{decision}"
             t0 = time.perf_counter()
-            params = {"video": str(fx.path), "decision": decision, **dict(kv.split("=", 1) for kv in args.sets)}
+            params = {"video": str(fx.path), "decision": decision, **(sets or {})}
             r = avflow.run(REPO / "graphs" / "diarize.yaml", params, output_dir=out, device="cpu", cli_strings=True)
             wall = time.perf_counter() - t0
             doc = r.outputs["diarization"].data
