@@ -5,21 +5,26 @@
     from avflow.testing.live import StreamSender, free_port
 
     port = free_port()
-    sender = StreamSender(fixture.path, f"tcp://127.0.0.1:{port}?listen=1")
-    sender.start()                       # waits for a client, then sends in real time
-    ...                                  # avflow run graphs/diarize_live.yaml --set source=tcp://127.0.0.1:PORT
-    sender.join()
-    sender.started                       # wall clock (time.time()) of the first packet sent
+    with StreamSender(fixture.path, f"tcp://127.0.0.1:{port}?listen=1") as sender:
+        ...   # avflow run graphs/diarize_live.yaml --set source=tcp://127.0.0.1:PORT
+        sender.wait_started()     # wall clock (time.time()) of the first packet sent
+        sender.wait()
 
-The packets are remuxed, not re-encoded (H.264 and AAC fit MPEG-TS as they are), each sent when
-the wall clock reaches its decoding time. ``stall_after`` stops sending after that many seconds of
-media but keeps the connection open (a sender that hangs); ``close_after`` closes it (a dropped
-stream).
+The sender runs in its own process (``python -m avflow.testing.live``): PyAV holds the GIL while
+it waits for a client and while a socket write blocks, which would freeze a test's own clock.
+Packets are remuxed, not re-encoded (H.264 and AAC fit MPEG-TS as they are), each sent when the
+wall clock reaches its decoding time. ``stall_after`` stops sending after that many seconds of
+media but keeps the connection open for ``hold`` seconds (a sender that hangs); ``close_after``
+closes it (a dropped stream).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,62 +37,114 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class StreamSender(threading.Thread):
-    """Send ``path`` to ``url`` (``tcp://127.0.0.1:PORT?listen=1``: it waits for one client) as MPEG-TS.
+def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
+          close_after: float | None = None, hold: float = 30.0, timeout: float = 60.0,
+          on_start=None) -> float:
+    """Send ``path`` to ``url`` as MPEG-TS; returns the media seconds sent. ``on_start(wall)`` is
+    called when the first packet goes out."""
+    import av
 
-    :param realtime: pace the packets by their timestamps (False: as fast as the reader takes them).
-    :param stall_after: stop sending after this many seconds of media, keep the connection open
-        for ``hold`` seconds, then close it.
-    :param close_after: close the connection after this many seconds of media.
-    :param accept_timeout: give up waiting for a client after this many seconds.
-    """
+    sent = 0.0
+    with av.open(str(path)) as src:
+        streams = list(src.streams.video[:1]) + list(src.streams.audio[:1])
+        with av.open(url, "w", format="mpegts", timeout=timeout) as out:
+            mapping = {s.index: out.add_stream_from_template(s) for s in streams}
+            t0 = started = None
+            for packet in src.demux(*streams):
+                if packet.dts is None:  # the demuxer's flush packets
+                    continue
+                t = float(packet.dts * packet.time_base)
+                t0 = t if t0 is None else t0
+                rel = t - t0
+                if close_after is not None and rel >= close_after:
+                    break
+                if stall_after is not None and rel >= stall_after:
+                    time.sleep(hold)
+                    break
+                if realtime and started is not None:
+                    wait = started + rel - time.time()
+                    if wait > 0:
+                        time.sleep(wait)
+                packet.stream = mapping[packet.stream.index]
+                out.mux(packet)  # the first one waits for the client: PyAV opens the output then
+                if started is None:
+                    started = time.time() - rel
+                    if on_start is not None:
+                        on_start(started)
+                sent = max(sent, rel)
+    return sent
+
+
+class StreamSender:
+    """:func:`serve` in a child process; ``started`` is the wall clock of its first packet."""
 
     def __init__(self, path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
-                 close_after: float | None = None, hold: float = 30.0, accept_timeout: float = 60.0):
-        super().__init__(name="avflow:test-sender", daemon=True)
-        self.path, self.url = Path(path), url
-        self.realtime = realtime
-        self.stall_after, self.close_after, self.hold = stall_after, close_after, hold
-        self.accept_timeout = accept_timeout
-        self.started: float | None = None  # time.time() when the first packet went out
-        self.sent_until = 0.0  # media seconds sent
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
+                 close_after: float | None = None, hold: float = 30.0):
+        cmd = [sys.executable, "-m", "avflow.testing.live", str(path), url, "--hold", str(hold)]
+        if not realtime:
+            cmd.append("--fast")
+        if stall_after is not None:
+            cmd += ["--stall-after", str(stall_after)]
+        if close_after is not None:
+            cmd += ["--close-after", str(close_after)]
+        self.started: float | None = None
+        self.sent: float | None = None
+        self._started = threading.Event()
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            msg = json.loads(line)
+            if "started" in msg:
+                self.started = float(msg["started"])
+                self._started.set()
+            if "sent" in msg:
+                self.sent = float(msg["sent"])
+
+    def wait_started(self, timeout: float = 60.0) -> float:
+        if not self._started.wait(timeout):
+            raise TimeoutError(f"the sender sent nothing within {timeout} s: {self.stderr()}")
+        return self.started
+
+    def wait(self, timeout: float | None = None) -> int:
+        rc = self._proc.wait(timeout)
+        self._reader.join(5)
+        return rc
+
+    def stderr(self) -> str:
+        return self._proc.stderr.read() if self._proc.poll() is not None else ""
 
     def stop(self) -> None:
-        """Stop sending and close the connection."""
-        self._stop.set()
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
 
-    def run(self) -> None:
-        import av
+    def __enter__(self) -> "StreamSender":
+        return self
 
-        try:
-            with av.open(str(self.path)) as src:
-                streams = [s for s in (src.streams.video[:1] + src.streams.audio[:1])]
-                with av.open(self.url, "w", format="mpegts", timeout=self.accept_timeout) as out:
-                    mapping = {s.index: out.add_stream_from_template(s) for s in streams}
-                    t0 = None
-                    for packet in src.demux(*streams):
-                        if self._stop.is_set():
-                            break
-                        if packet.dts is None:  # the demuxer's flush packets
-                            continue
-                        t = float(packet.dts * packet.time_base)
-                        t0 = t if t0 is None else t0
-                        rel = t - t0
-                        if self.close_after is not None and rel >= self.close_after:
-                            break
-                        if self.stall_after is not None and rel >= self.stall_after:
-                            self._stop.wait(self.hold)
-                            break
-                        if self.started is None:
-                            self.started = time.time()
-                        if self.realtime:
-                            wait = self.started + rel - time.time()
-                            if wait > 0 and self._stop.wait(wait):
-                                break
-                        packet.stream = mapping[packet.stream.index]
-                        out.mux(packet)
-                        self.sent_until = max(self.sent_until, rel)
-        except BaseException as exc:  # noqa: BLE001 - kept for the test to report
-            self.error = exc
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m avflow.testing.live", description=__doc__.splitlines()[0])
+    ap.add_argument("path")
+    ap.add_argument("url")
+    ap.add_argument("--fast", action="store_true", help="do not pace the packets")
+    ap.add_argument("--stall-after", type=float, default=None)
+    ap.add_argument("--close-after", type=float, default=None)
+    ap.add_argument("--hold", type=float, default=30.0)
+    a = ap.parse_args(argv)
+
+    def on_start(wall: float) -> None:
+        print(json.dumps({"started": wall}), flush=True)
+
+    sent = serve(a.path, a.url, realtime=not a.fast, stall_after=a.stall_after, close_after=a.close_after,
+                 hold=a.hold, on_start=on_start)
+    print(json.dumps({"sent": sent}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,9 @@ class LiveConfig:
                             "a V4L2 device (/dev/video0, with format=v4l2) or a file")
     format: str | None = param(None, "FFmpeg input format (v4l2, mpegts, ...); None: probed")
     options: dict = param({}, "FFmpeg input options, e.g. {rtsp_transport: tcp}")
+    probe: float = param(0.5, "seconds of a stream analysed to find its streams before decoding starts "
+                              "(FFmpeg's analyzeduration; its default, 5 s, would delay every decision as "
+                              "much); files are probed as usual", min=0.0)
     realtime: bool = param(False, "read a file at its own pace, as if it were live (streams and devices "
                                   "come at their own pace anyway)")
     open_timeout: float = param(10.0, "seconds to wait for the source and its first frame; then a clear "
@@ -176,8 +179,11 @@ class LiveSource(Node):
         c = self.config
         while True:
             left = deadline - time.monotonic()
+            options = {str(k): str(v) for k, v in c.options.items()}
+            if not Path(c.source).is_file():
+                options.setdefault("analyzeduration", str(int(c.probe * 1_000_000)))
             try:
-                return av.open(c.source, format=c.format, options={str(k): str(v) for k, v in c.options.items()},
+                return av.open(c.source, format=c.format, options=options,
                                timeout=(max(0.1, left), c.stall_timeout))
             except ConnectionRefusedError:
                 if left <= 0.2:
