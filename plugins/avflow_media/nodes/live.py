@@ -119,6 +119,8 @@ class LiveSource(Node):
 
     # -- the reader thread -----------------------------------------------------------------
     def _read(self, reader: _Reader, want_video: bool, want_audio: bool, logger) -> None:
+        import av
+
         c = self.config
         is_file = Path(c.source).is_file() and c.format is None
         state = _Timeline(c.audio_rate, c.audio_channels)
@@ -132,7 +134,7 @@ class LiveSource(Node):
                     container = self._open(reader, deadline if first else time.monotonic() + c.open_timeout)
                 except (_Stopped, InputError):
                     raise
-                except OSError as exc:  # av.FFmpegError subclasses include OSError's
+                except (OSError, av.FFmpegError) as exc:  # refused, unreachable, timed out (ExitError)
                     if first:
                         raise InputError(f"media.live: cannot open {c.source} within {c.open_timeout} s "
                                          f"(open_timeout): {exc}") from None
