@@ -16,18 +16,24 @@ from ..payloads import SyncEvidence
 from .assign import THRESHOLDS
 
 _HISTORY = 4.0  # seconds of speech runs and voice labels kept behind the oldest undecided frame
+_BURST = 1.5  # seconds from a window that a short burst of speech may be to take its voice
 
 
 @dataclass(frozen=True)
 class LiveAssignConfig:
     latency: float = param(2.0, "every frame is decided at most this many seconds after it was heard", min=0.1)
-    margin: float = param(0.25, "decide this much before the deadline, for the time the decision takes to "
+    margin: float = param(0.1, "decide this much before the deadline, for the time the decision takes to "
                                 "reach the files", min=0.0)
     threshold: float | None = param(None, "confidence a face needs to be given a voice (as sync.assign's); "
                                           "null: the scorer's own (sync.motion 0.08, sync.syncnet 0.05)")
     min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
     min_pause: float = param(0.5, "pauses shorter than this (s) between speech of one voice keep the voice",
                              min=0.0)
+    stay: float = param(0.05, "a voice keeps its face unless another face's confidence beats it by this much "
+                              "(early evidence is thin: no flicker between two faces)", min=0.0)
+    clear: float = param(0.0, "a voice is first given a face only when that face's confidence beats every "
+                               "other face's by this much (while the evidence is thin, no face rather than a "
+                               "guess)", min=0.0)
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
                                 "memory: tracks come and go on endless input)", min=1.0)
 
@@ -84,6 +90,7 @@ class LiveVoiceAssigner(Node):
         self._decided: deque[tuple[int, str | None]] = deque(maxlen=512)  # for evidence arriving late
         self._runs: deque[list[float]] = deque()  # [start, end] of speech, merged
         self._speech_until = -np.inf  # media time up to which speech activity is known
+        self._labels_until = -np.inf  # centre of the latest voice label
         self._labels: deque = deque()
         self._pool = EvidencePool()
         self._scale: str | None = None
@@ -110,6 +117,7 @@ class LiveVoiceAssigner(Node):
         elif port == "labels":
             self._labels.append(item)
             self._clock = max(self._clock, item.end)
+            self._labels_until = max(self._labels_until, item.time)
         else:
             self._speech(item, now)
         return self._decide(now, final=False)
@@ -136,15 +144,21 @@ class LiveVoiceAssigner(Node):
     def _evidence(self, ev: SyncEvidence) -> None:
         if self._scale is None:
             self._scale, self._frame_s = ev.scale, abs(float(ev.frame_s)) or 0.04
-        self._ev_until = max(getattr(self, "_ev_until", -1.0), ev.time)
         for fr in self._pending:
             if fr["index"] == ev.frame_index:
-                fr["evidence"].append(ev)
+                if self._known(fr["time"]):  # pooled now: the frames after a due one count for it
+                    self._add(self._voice_at(fr["time"]), ev)
+                else:
+                    fr["evidence"].append(ev)
                 return
         for idx, voice in self._decided:  # the frame was decided before its evidence came
             if idx == ev.frame_index:
                 self._add(voice, ev)
                 return
+
+    def _known(self, t: float) -> bool:
+        """Whether the voice at ``t`` is known already (the speech and the labels reach past it)."""
+        return self._speech_until >= t + self.config.min_pause and self._labels_until >= t
 
     def _add(self, voice: str | None, ev: SyncEvidence) -> None:
         if voice is not None:
@@ -191,8 +205,7 @@ class LiveVoiceAssigner(Node):
             "scores": {tid: evidence.get(tid) for tid in fr["tracks"]},
             "confidence": pairing["confidence"] if pairing and speaker else None,
             "delay": delay if delay is not None and delay >= 0 else None,
-            "lag": round(float(self._clock - t), 3) if np.isfinite(self._clock) else 0.0,
-            "dbg_ev": round(getattr(self, "_ev_until", -1.0) - t, 3)})
+            "lag": round(float(self._clock - t), 3) if np.isfinite(self._clock) else 0.0})
 
     def _in_speech(self, t: float) -> str:
         """'speech', 'pause' (a pause shorter than min_pause between runs) or 'silence' at ``t``."""
@@ -209,9 +222,11 @@ class LiveVoiceAssigner(Node):
         return "silence"
 
     def _voice_of(self, t: float) -> str | None:
-        """The voice of the window centred nearest ``t`` among those holding it (else within 0.5 s)."""
+        """The voice of the window centred nearest ``t`` among those holding it; speech no window
+        holds (a burst too short for one) takes the nearest window's within ``_BURST`` s, as
+        ``voice.cluster`` gives it the nearest window's."""
         holding = [w for w in self._labels if w.start <= t < w.end]
-        near = holding or [w for w in self._labels if abs(w.time - t) < 0.5]
+        near = holding or [w for w in self._labels if abs(w.time - t) < _BURST]
         return min(near, key=lambda w: abs(w.time - t)).voice if near else None
 
     def _voice_at(self, t: float) -> str | None:
@@ -243,10 +258,19 @@ class LiveVoiceAssigner(Node):
                 pooled[v, tid] = p
                 conf[i, j] = p.confidence if p.frames >= c.min_frames else 0.0
                 weight[i] = max(weight[i], p.frames)
-        chosen = assign_faces(conf, threshold, weight) if len(voices) else []
+        held = conf.copy()  # the current pairings get a head start of `stay`
+        for i, v in enumerate(voices):
+            current = self._faces.get(v, {}).get("speaker")
+            if current in tracks and held[i, tracks.index(current)] > 0:
+                held[i, tracks.index(current)] += c.stay
+        chosen = assign_faces(held, threshold, weight) if len(voices) else []
         faces = {}
         for i, v in enumerate(voices):
             j = chosen[i]
+            if j is not None and tracks[j] != self._faces.get(v, {}).get("speaker"):
+                others = np.delete(conf[i], j)
+                if others.size and conf[i, j] - others.max() < c.clear:
+                    j = None  # a new pairing must be clear
             best = pooled[v, tracks[j]] if j is not None else None
             faces[v] = {"speaker": tracks[j] if j is not None else None,
                         "confidence": round(float(conf[i, j] if j is not None else (conf[i].max() if len(tracks) else 0.0)), 4),

@@ -69,7 +69,7 @@ class LiveDiarizationWriter(DiarizationWriter):
             d = item.data
             line = {"t": round(float(d.get("time", item.time)), 3), "frame": int(d["frame_index"]),
                     "speaker": d.get("active"), "voice": d.get("voice"), "delay": d.get("delay"),
-                    "lag": d.get("lag"), "dbg_ev": d.get("dbg_ev"), "confidence": d.get("confidence"),
+                    "lag": d.get("lag"), "confidence": d.get("confidence"),
                     "evidence": {k: v for k, v in (d.get("scores") or {}).items() if v is not None}}
             self._live.write(json.dumps(line) + "\n")
             self._live.flush()
