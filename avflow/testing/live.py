@@ -38,40 +38,49 @@ def free_port() -> int:
 
 
 def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
-          close_after: float | None = None, hold: float = 30.0, timeout: float = 60.0,
+          close_after: float | None = None, hold: float = 30.0, timeout: float = 60.0, loops: int = 1,
           on_start=None) -> float:
-    """Send ``path`` to ``url`` as MPEG-TS; returns the media seconds sent. ``on_start(wall)`` is
-    called when the first packet goes out."""
+    """Send ``path`` to ``url`` as MPEG-TS, ``loops`` times in a row (one continuous stream);
+    returns the media seconds sent. ``on_start(wall)`` is called when the first packet goes out."""
     import av
 
     sent = 0.0
     with av.open(str(path)) as src:
-        streams = list(src.streams.video[:1]) + list(src.streams.audio[:1])
-        with av.open(url, "w", format="mpegts", timeout=timeout) as out:
-            mapping = {s.index: out.add_stream_from_template(s) for s in streams}
-            t0 = started = None
-            for packet in src.demux(*streams):
-                if packet.dts is None:  # the demuxer's flush packets
-                    continue
-                t = float(packet.dts * packet.time_base)
-                t0 = t if t0 is None else t0
-                rel = t - t0
-                if close_after is not None and rel >= close_after:
-                    break
-                if stall_after is not None and rel >= stall_after:
-                    time.sleep(hold)
-                    break
-                if realtime and started is not None:
-                    wait = started + rel - time.time()
-                    if wait > 0:
-                        time.sleep(wait)
-                packet.stream = mapping[packet.stream.index]
-                out.mux(packet)  # the first one waits for the client: PyAV opens the output then
-                if started is None:
-                    started = time.time() - rel
-                    if on_start is not None:
-                        on_start(started)
-                sent = max(sent, rel)
+        length = float(src.duration) / 1_000_000 if src.duration else 0.0
+    with av.open(url, "w", format="mpegts", timeout=timeout) as out:
+        mapping: dict = {}
+        t0 = started = None
+        for loop in range(loops):
+            with av.open(str(path)) as src:
+                streams = list(src.streams.video[:1]) + list(src.streams.audio[:1])
+                for s in streams:
+                    if s.index not in mapping:
+                        mapping[s.index] = out.add_stream_from_template(s)
+                for packet in src.demux(*streams):
+                    if packet.dts is None:  # the demuxer's flush packets
+                        continue
+                    if loop:  # the next round goes on where the last one ended
+                        shift = int(round(loop * length / packet.time_base))
+                        packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                    t = float(packet.dts * packet.time_base)
+                    t0 = t if t0 is None else t0
+                    rel = t - t0
+                    if (close_after is not None and rel >= close_after) or (
+                            stall_after is not None and rel >= stall_after):
+                        if close_after is None:
+                            time.sleep(hold)  # a sender that hangs: connected, silent
+                        return sent
+                    if realtime and started is not None:
+                        wait = started + rel - time.time()
+                        if wait > 0:
+                            time.sleep(wait)
+                    packet.stream = mapping[packet.stream.index]
+                    out.mux(packet)  # the first one waits for the client: PyAV opens the output then
+                    if started is None:
+                        started = time.time() - rel
+                        if on_start is not None:
+                            on_start(started)
+                    sent = max(sent, rel)
     return sent
 
 
@@ -79,8 +88,9 @@ class StreamSender:
     """:func:`serve` in a child process; ``started`` is the wall clock of its first packet."""
 
     def __init__(self, path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
-                 close_after: float | None = None, hold: float = 30.0):
-        cmd = [sys.executable, "-m", "avflow.testing.live", str(path), url, "--hold", str(hold)]
+                 close_after: float | None = None, hold: float = 30.0, loops: int = 1):
+        cmd = [sys.executable, "-m", "avflow.testing.live", str(path), url, "--hold", str(hold),
+               "--loops", str(loops)]
         if not realtime:
             cmd.append("--fast")
         if stall_after is not None:
@@ -136,13 +146,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stall-after", type=float, default=None)
     ap.add_argument("--close-after", type=float, default=None)
     ap.add_argument("--hold", type=float, default=30.0)
+    ap.add_argument("--loops", type=int, default=1)
     a = ap.parse_args(argv)
 
     def on_start(wall: float) -> None:
         print(json.dumps({"started": wall}), flush=True)
 
     sent = serve(a.path, a.url, realtime=not a.fast, stall_after=a.stall_after, close_after=a.close_after,
-                 hold=a.hold, on_start=on_start)
+                 hold=a.hold, loops=a.loops, on_start=on_start)
     print(json.dumps({"sent": sent}), flush=True)
 
 
