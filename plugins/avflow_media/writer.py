@@ -61,7 +61,8 @@ class MediaWriter:
             # can play the part written so far
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self.path), "w", format="mp4",
-                                      options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+                                      options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                                               "flush_packets": "1"})
         else:
             tmp = self._stack.enter_context(atomic_path(self.path))
             self._container = av.open(str(tmp), "w")

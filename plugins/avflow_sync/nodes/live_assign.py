@@ -24,6 +24,9 @@ class LiveAssignConfig:
     latency: float = param(2.0, "every frame is decided at most this many seconds after it was heard", min=0.1)
     margin: float = param(0.1, "decide this much before the deadline, for the time the decision takes to "
                                 "reach the files", min=0.0)
+    wall_clock: bool = param(True, "also decide by the wall clock (live input: a frame is due latency - margin "
+                                   "after it was heard, however far the other inputs are); false: by media "
+                                   "time only")
     threshold: float | None = param(None, "confidence a face needs to be given a voice (as sync.assign's); "
                                           "null: the scorer's own (sync.motion 0.08, sync.syncnet 0.05)")
     min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
@@ -170,7 +173,7 @@ class LiveVoiceAssigner(Node):
         c = self.config
         if self._clock >= t + c.latency:
             return True
-        return self._origin is not None and now >= self._origin + t + c.latency - c.margin
+        return c.wall_clock and self._origin is not None and now >= self._origin + t + c.latency - c.margin
 
     def _decide(self, now: float, final: bool):
         active = []
@@ -246,7 +249,7 @@ class LiveVoiceAssigner(Node):
         if not self._dirty:
             return self._faces
         c = self.config
-        threshold = c.threshold if c.threshold is not None else THRESHOLDS.get(self._scale or "motion", 0.08)
+        threshold = self._threshold()
         voices = sorted(self._pool.keys(), key=_voice_key)
         tracks = sorted(self._seen)
         conf = np.zeros((len(voices), len(tracks)))
@@ -279,6 +282,10 @@ class LiveVoiceAssigner(Node):
         self._faces, self._dirty = faces, False
         return faces
 
+    def _threshold(self) -> float:
+        c = self.config
+        return c.threshold if c.threshold is not None else THRESHOLDS.get(self._scale or "motion", 0.08)
+
     def _summary(self, final: bool) -> Record | None:
         current = {v: f["speaker"] for v, f in self._faces.items()}
         if not final and current == self._reported:
@@ -289,7 +296,7 @@ class LiveVoiceAssigner(Node):
             k: self._faces.get(v, {}).get(k) for k in ("speaker", "confidence", "offset")},
             "evidence": self._faces.get(v, {}).get("evidence", {})} for v in voices]
         return Record(pts=0, time_base=Fraction(1), data={"voices": listed, "turns": [], "overlaps": [],
-                                                          "speech": [], "threshold": self.config.threshold})
+                                                          "speech": [], "threshold": self._threshold()})
 
     def _prune(self) -> None:
         """Keep a few seconds of speech and labels behind the oldest undecided frame; forget faces
