@@ -17,6 +17,8 @@ from .assign import THRESHOLDS
 
 _HISTORY = 4.0  # seconds of speech runs and voice labels kept behind the oldest undecided frame
 _BURST = 1.5  # seconds from a window that a short burst of speech may be to take its voice
+_SETTLED = 100  # frames of evidence after which a pairing's offset is the stream's
+_WINDOW_REACH = 0.6  # seconds past t that a window holding t may be centred (voice.embed's 1 s windows)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class LiveAssignConfig:
     clear: float = param(0.0, "a voice is first given a face only when that face's confidence beats every "
                                "other face's by this much (while the evidence is thin, no face rather than a "
                                "guess)", min=0.0)
+    near: float | None = param(0.12, "the sync peak of a voice and a face counts within this many seconds of "
+                                     "the stream's A/V offset (0 until a pairing has 100 frames, then its "
+                                     "offset): on a few frames a chance peak elsewhere in the search outdoes "
+                                     "the true one; null: anywhere, as sync.assign", min=0.0)
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
                                 "memory: tracks come and go on endless input)", min=1.0)
 
@@ -55,7 +61,8 @@ class LiveVoiceAssigner(Node):
     activity, less its media time), whichever comes first. Its voice is that of the window
     (``voice.online``) centred nearest it among those holding it, where the activity detector
     hears speech (or a pause shorter than ``min_pause`` inside one voice's speech); its speaker is
-    that voice's face when visible. Memory: the pool is a sum per voice and face (tracks unseen
+    that voice's face when visible. A frame's evidence is pooled only where every window holding
+    it has one voice (not at a change of voice, where the windows hold both). Memory: the pool is a sum per voice and face (tracks unseen
     for ``forget`` s are dropped), the frames not yet decided, and a few seconds of speech and labels.
 
     Ports:
@@ -103,6 +110,7 @@ class LiveVoiceAssigner(Node):
         self._seen: dict[str, float] = {}  # track id -> last media time visible
         self._faces: dict[str, dict] = {}  # voice id -> its pairing, as of the last assignment
         self._dirty = True
+        self._av_offset = 0.0  # seconds the sound comes after the picture, once a pairing has settled
         self._speech_s: dict[str, float] = {}
         self._reported: dict[str, str | None] = {}
 
@@ -150,7 +158,7 @@ class LiveVoiceAssigner(Node):
         for fr in self._pending:
             if fr["index"] == ev.frame_index:
                 if self._known(fr["time"]):  # pooled now: the frames after a due one count for it
-                    self._add(self._voice_at(fr["time"]), ev)
+                    self._add(self._pure_voice(fr["time"]), ev)
                 else:
                     fr["evidence"].append(ev)
                 return
@@ -160,8 +168,18 @@ class LiveVoiceAssigner(Node):
                 return
 
     def _known(self, t: float) -> bool:
-        """Whether the voice at ``t`` is known already (the speech and the labels reach past it)."""
-        return self._speech_until >= t + self.config.min_pause and self._labels_until >= t
+        """Whether the voice at ``t`` is known already: the speech and every window that may hold
+        ``t`` are in."""
+        return self._speech_until >= t + self.config.min_pause and self._labels_until >= t + _WINDOW_REACH
+
+    def _pure_voice(self, t: float) -> str | None:
+        """The voice at ``t`` if every window holding ``t`` has it: only such frames are pooled, so
+        that the frames around a change of voice, where windows hold both voices, do not lend one
+        voice's lips to the other."""
+        if self._in_speech(t) != "speech":
+            return None
+        voices = {w.voice for w in self._labels if w.start <= t < w.end}
+        return voices.pop() if len(voices) == 1 else None
 
     def _add(self, voice: str | None, ev: SyncEvidence) -> None:
         if voice is not None:
@@ -192,9 +210,10 @@ class LiveVoiceAssigner(Node):
     def _decide_frame(self, fr: dict, now: float) -> Record:
         t = fr["time"]
         voice = self._voice_at(t)
+        pure = self._pure_voice(t)
         for ev in fr["evidence"]:
-            self._add(voice, ev)
-        self._decided.append((fr["index"], voice))
+            self._add(pure, ev)
+        self._decided.append((fr["index"], pure))
         faces = self._assignment()
         pairing = faces.get(voice) if voice is not None else None
         face = pairing["speaker"] if pairing else None
@@ -259,7 +278,7 @@ class LiveVoiceAssigner(Node):
             for j, tid in enumerate(tracks):
                 p = self._pool.pooled(v, tid)
                 pooled[v, tid] = p
-                conf[i, j] = p.confidence if p.frames >= c.min_frames else 0.0
+                conf[i, j] = self._confidence(p) if p.frames >= c.min_frames else 0.0
                 weight[i] = max(weight[i], p.frames)
         held = conf.copy()  # the current pairings get a head start of `stay`
         for i, v in enumerate(voices):
@@ -280,7 +299,21 @@ class LiveVoiceAssigner(Node):
                         "offset": round(best.offset * self._frame_s, 3) if best else None,
                         "evidence": {tid: round(float(conf[i, k]), 4) for k, tid in enumerate(tracks)}}
         self._faces, self._dirty = faces, False
+        settled = [(pooled[v, f["speaker"]].frames, pooled[v, f["speaker"]].offset) for v, f in faces.items()
+                   if f["speaker"] is not None and pooled[v, f["speaker"]].frames >= _SETTLED]
+        if settled:  # the stream's A/V offset, from its best-established pairing
+            self._av_offset = max(settled)[1] * self._frame_s
         return faces
+
+    def _confidence(self, p) -> float:
+        """The pooled curve's peak near the stream's A/V offset (``near``) minus its median."""
+        near = self.config.near
+        if near is None or p.curve.size < 3:
+            return p.confidence
+        close = np.abs(p.offsets * self._frame_s - self._av_offset) <= near + 1e-9
+        if not close.any():
+            return 0.0
+        return float(np.max(p.curve[close]) - np.median(p.curve))
 
     def _threshold(self) -> float:
         c = self.config

@@ -87,3 +87,35 @@ def test_a_fragmented_mp4_plays_while_it_is_written(tmp_path):
     w.close()
     with av.open(str(tmp_path / "f.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 150
+
+
+def test_a_dropped_stream_is_reopened_and_its_timeline_goes_on(clip):
+    """The sender closes after 1 s and comes back; with reconnect the source reopens it, its times go
+    on from the time that passed, and the audio of the gap is silence (one contiguous timeline)."""
+    from avflow.testing.live import StreamSender
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    out: dict = {}
+
+    def read() -> None:
+        out.update(NodeRunner(LiveSource, source=url, reconnect=1, backoff=0.2, stall_timeout=2.0, open_timeout=4,
+                              audio_rate=16000, audio_channels=1, connected_outputs=("video", "audio")).run())
+
+    first = StreamSender(clip, url + "?listen=1", close_after=1.0)
+    reader = threading.Thread(target=read)
+    reader.start()
+    first.wait_started(30)
+    first.wait(30)
+    second = StreamSender(clip, url + "?listen=1")
+    second.wait_started(30)
+    second.wait(30)
+    reader.join(30)
+    video, audio = out["video"], out["audio"]
+    times = [v.time for v in video]
+    assert all(b > a for a, b in zip(times, times[1:]))
+    jump = max(b - a for a, b in zip(times, times[1:]))
+    assert 0.2 < jump < 5.0  # the gap while the sender was away
+    assert len(video) > 50  # the part before the drop and the whole clip after it
+    for a, b in zip(audio, audio[1:]):
+        assert b.pts == a.pts + a.samples.shape[1]
