@@ -40,8 +40,8 @@ class LiveAssignConfig:
                                "other face's by this much (while the evidence is thin, no face rather than a "
                                "guess)", min=0.0)
     near: float | None = param(0.12, "the sync peak of a voice and a face counts within this many seconds of "
-                                     "the stream's A/V offset (0 until a pairing has 100 frames, then its "
-                                     "offset): on a few frames a chance peak elsewhere in the search outdoes "
+                                     "the stream's A/V offset (0 until a pairing has 100 frames, then the "
+                                     "best-established pairing's): on a few frames a chance peak elsewhere in the search outdoes "
                                      "the true one; null: anywhere, as sync.assign", min=0.0)
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
                                 "memory: tracks come and go on endless input)", min=1.0)
@@ -62,8 +62,12 @@ class LiveVoiceAssigner(Node):
     (``voice.online``) centred nearest it among those holding it, where the activity detector
     hears speech (or a pause shorter than ``min_pause`` inside one voice's speech); its speaker is
     that voice's face when visible. A frame's evidence is pooled only where every window holding
-    it has one voice (not at a change of voice, where the windows hold both). Memory: the pool is a sum per voice and face (tracks unseen
-    for ``forget`` s are dropped), the frames not yet decided, and a few seconds of speech and labels.
+    it has one voice (not at a change of voice, where the windows hold both), and a pooled curve's
+    peak counts only ``near`` the stream's A/V offset (that of the pairing with the most evidence,
+    once it has 100 frames; 0 before): on a few seconds of evidence a chance peak at another offset
+    often beats the true one. A voice keeps its face unless another beats it by ``stay``. Memory:
+    the pool is a sum per voice and face (tracks unseen for ``forget`` s are dropped), the frames
+    not yet decided, and a few seconds of speech and labels.
 
     Ports:
       - in ``evidence`` (SyncEvidence): per track per frame, at every offset (``sync.motion``).
