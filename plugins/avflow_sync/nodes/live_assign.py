@@ -36,9 +36,6 @@ class LiveAssignConfig:
                              min=0.0)
     stay: float = param(0.05, "a voice keeps its face unless another face's confidence beats it by this much "
                               "(early evidence is thin: no flicker between two faces)", min=0.0)
-    clear: float = param(0.0, "a voice is first given a face only when that face's confidence beats every "
-                               "other face's by this much (while the evidence is thin, no face rather than a "
-                               "guess)", min=0.0)
     near: float | None = param(0.12, "the sync peak of a voice and a face counts within this many seconds of "
                                      "the stream's A/V offset (0 until a pairing has 100 frames, then the "
                                      "best-established pairing's): on a few frames a chance peak elsewhere in the search outdoes "
@@ -293,10 +290,6 @@ class LiveVoiceAssigner(Node):
         faces = {}
         for i, v in enumerate(voices):
             j = chosen[i]
-            if j is not None and tracks[j] != self._faces.get(v, {}).get("speaker"):
-                others = np.delete(conf[i], j)
-                if others.size and conf[i, j] - others.max() < c.clear:
-                    j = None  # a new pairing must be clear
             best = pooled[v, tracks[j]] if j is not None else None
             faces[v] = {"speaker": tracks[j] if j is not None else None,
                         "confidence": round(float(conf[i, j] if j is not None else (conf[i].max() if len(tracks) else 0.0)), 4),

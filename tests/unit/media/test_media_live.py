@@ -6,7 +6,6 @@ import threading
 import time
 
 import av
-import numpy as np
 import pytest
 
 import avflow
