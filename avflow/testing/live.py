@@ -47,6 +47,7 @@ def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: flo
     sent = 0.0
     with av.open(str(path)) as src:
         length = float(src.duration) / 1_000_000 if src.duration else 0.0
+    last_dts: dict[int, int] = {}
     with av.open(url, "w", format="mpegts", timeout=timeout) as out:
         mapping: dict = {}
         t0 = started = None
@@ -61,7 +62,12 @@ def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: flo
                         continue
                     if loop:  # the next round goes on where the last one ended
                         shift = int(round(loop * length / packet.time_base))
-                        packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                        packet.dts += shift
+                        if packet.pts is not None:
+                            packet.pts += shift
+                        if packet.dts <= last_dts.get(packet.stream.index, -(1 << 62)):
+                            continue  # an encoder's priming packet overlapping the previous round
+                    last_dts[packet.stream.index] = packet.dts
                     t = float(packet.dts * packet.time_base)
                     t0 = t if t0 is None else t0
                     rel = t - t0
