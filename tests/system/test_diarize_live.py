@@ -27,11 +27,11 @@ pytestmark = pytest.mark.slow
 
 LATENCY = 2.0
 #: how far below the offline graph's frame accuracy the live one may be on this fixture. The issue
-#: asks for 3 points, met on the 2-minute benchmark input (3.4 points, bench/README.md) but not on
-#: this short one: measured 0.63-0.80 against 0.92 over runs, as each voice's first seconds are
-#: decided on thin evidence (the two talkers' lips both move) and a loaded CPU delays it further.
-#: Asserted with a margin against a collapse, reported as not met.
-ACCURACY_GAP = 0.35
+#: asks for 3 points: met on the 2-minute benchmark input (0.985 live, 0.965 offline;
+#: bench/README.md), not on this short one (0.81-0.86 against 0.92 over runs): each voice's first
+#: seconds are decided on thin evidence (both talkers' lips move). Asserted with a margin against
+#: a collapse; the gap is reported, not hidden.
+ACCURACY_GAP = 0.2
 DURATION = 16.0
 #: two talkers in 3-5 s turns beside a still portrait, 640x360 (a short, light fixture)
 TURNS = [(0.0, 4.2, 0), (4.2, 7.6, 1), (7.6, 8.4, None), (8.4, 12.5, 0), (12.5, 16.0, 1)]
