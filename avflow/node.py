@@ -24,6 +24,11 @@ order; ``end(port, ctx)`` when one input port's stream ends; ``finish(ctx)`` onc
 always, also after an error or a cancellation. Source nodes (no inputs) implement
 ``generate(ctx)`` instead, yielding output dicts.
 
+Live sources (``live = True``: a network stream, a device) are started only once every node of
+the graph is open, so that nothing is read while models load, and a graceful stop
+(:meth:`avflow.Runner.stop`, Ctrl-C in ``avflow run``) ends their streams: the graph then drains
+and finishes as at the end of an input. A live source polls ``ctx.stopping`` while it waits.
+
 ``process``, ``process_batch``, ``finish`` and ``generate`` return (or yield) ``None`` or a
 dict mapping output port names to one payload or a list of payloads. ``finish`` may also be a
 generator, so that a node which can only produce its output at the end (after a decision that
@@ -230,10 +235,16 @@ class NodeContext:
     connected_inputs: frozenset[str] = frozenset()
     cancel_event: threading.Event = field(default_factory=threading.Event)
     options: dict[str, Any] = field(default_factory=dict)  # free-form runtime options
+    stop_event: threading.Event = field(default_factory=threading.Event)
 
     @property
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """A graceful stop was asked for: a live source ends its stream (see :attr:`Node.live`)."""
+        return self.stop_event.is_set()
 
     def resource(self, key: Any, load: Callable[[], Any]) -> Any:
         """A heavy object (a loaded model) shared by the runs of one worker.
@@ -272,6 +283,9 @@ class Node:
     #: so that a short input does not wait for every model in turn; set it for libraries whose
     #: lazy imports are not thread-safe (transformers, diffusers).
     open_alone: ClassVar[bool] = False
+    #: A source reading input as it happens (a stream, a device): started once every node is
+    #: open, and ended (not cancelled) by a graceful stop; see the module docstring.
+    live: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -345,5 +359,6 @@ class Node:
             "outputs": {n: {"kind": p.kind.__name__, "doc": p.doc} for n, p in cls.outputs.items()},
             "params": describe_config(cls.Config),
             "batch": dataclasses.asdict(cls.batch) if cls.batch else None,
+            "live": cls.live,
             "models": [dataclasses.asdict(m) for m in cls.models],
         }

@@ -71,7 +71,8 @@ def _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input
     runner = Runner(spec, overrides, registry=registry, output_dir=output_dir, device=device,
                     progress=display, cli_strings=True)
     try:
-        result = runner.run()  # errors reach cli.main's handle_errors: exit 2, 1 or 130
+        with _graceful_interrupt(runner):
+            result = runner.run()  # errors reach cli.main's handle_errors: exit 2, 1 or 130
     finally:
         display.close()
     if profile:
@@ -92,6 +93,30 @@ def _run(graph, sets, output_dir, device, quiet, verbose, profile, inputs, input
         click.echo(f"done in {result.wall_s:.1f} s", err=True)
     click.echo(json.dumps({"output_dir": str(result.output_dir), "wall_s": round(result.wall_s, 3),
                            "outputs": {k: _jsonable(v) for k, v in result.outputs.items()}}))
+
+
+@contextlib.contextmanager
+def _graceful_interrupt(runner):
+    """Ctrl-C (SIGINT) on a live graph ends its input: the graph finishes and writes its outputs
+    (exit 0). A second Ctrl-C, or the first on a graph without a live source, interrupts (130)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        if runner.stop_event.is_set() or not runner.stop():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        click.echo("stopping: finishing with the input read so far (Ctrl-C again to abort)", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _files(value) -> list[Path]:

@@ -117,6 +117,8 @@ class Runner:
         self.queue_size = queue_size
         self.cli_strings = cli_strings
         self._lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self._plan: Plan | None = None
 
     def validate(self, *, require_all: bool = True) -> Plan:
         """Check the graph and the parameters; nothing is opened."""
@@ -127,9 +129,24 @@ class Runner:
         """Ask the run to stop; :meth:`run` then raises :class:`avflow.Cancelled`."""
         self.cancel_event.set()
 
+    @property
+    def is_live(self) -> bool:
+        """Whether the graph being run reads a live source (:attr:`avflow.Node.live`)."""
+        plan = self._plan
+        return plan is not None and any(pn.cls.live for pn in plan.nodes.values())
+
+    def stop(self) -> bool:
+        """End the run gracefully: live sources end their streams, every node finishes and
+        :meth:`run` returns what was made of the input read so far. Returns False, and does
+        nothing, when the graph has no live source (stop it with :meth:`cancel` then)."""
+        if not self.is_live:
+            return False
+        self.stop_event.set()
+        return True
+
     def run(self) -> RunResult:
         """Validate, then run the graph to the end in this process."""
-        plan = self.validate()
+        plan = self._plan = self.validate()
         try:
             device = resolve_device(self.device)
         except ValueError as exc:
@@ -156,7 +173,7 @@ class Runner:
 
         scheduler = Scheduler(plan, device=device, output_dir=self.output_dir, cache_dir=self.cache_dir,
                               cancel_event=self.cancel_event, progress=sink, logger=self.logger,
-                              queue_size=self.queue_size,
+                              queue_size=self.queue_size, stop_event=self.stop_event,
                               options={"graph_params": dict(plan.params)})
         t0 = time.perf_counter()
         collected = scheduler.run()

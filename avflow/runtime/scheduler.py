@@ -136,11 +136,17 @@ class Scheduler:
         logger: logging.Logger | None = None,
         options: Mapping[str, Any] | None = None,
         queue_size: int | None = None,
+        stop_event: threading.Event | None = None,
     ):
         self.plan = plan
         self.cancel_event = cancel_event
         self.started_at: float | None = None  # time.time() when run() started the nodes
         self._t0 = time.perf_counter()
+        # A graceful stop ends the live sources' streams; the rest of the graph drains and finishes.
+        self.stop_event = stop_event or threading.Event()
+        self._opened = 0
+        self._opened_lock = threading.Lock()  # opens run side by side
+        self._all_open = threading.Event()
         self._failed = threading.Event()
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
@@ -149,7 +155,8 @@ class Scheduler:
         # torch's intra-op threads, and two at once only oversubscribe them (measured 2-3x slower).
         self._cpu_lock = threading.Lock() if device == "cpu" else None
         self._open_gate = _OpenGate()
-        self._sources_waiting = {nid for nid, pn in plan.nodes.items() if not pn.inputs}
+        # a live source starts only once every node is open: the others must not wait for it
+        self._sources_waiting = {nid for nid, pn in plan.nodes.items() if not pn.inputs and not pn.cls.live}
         self._sources_lock = threading.Lock()
         self._sources_started = threading.Event()
         if not self._sources_waiting:
@@ -169,7 +176,7 @@ class Scheduler:
                 connected_outputs=frozenset(p for p in pn.cls.outputs
                                             if pn.consumers.get(p) or (node_id, p) in self._output_ports),
                 connected_inputs=frozenset(pn.inputs), cancel_event=self._failed,
-                options=dict(options or {}))
+                options=dict(options or {}), stop_event=self.stop_event)
             self.workers[node_id] = _Worker(
                 planned=pn, node=node, ctx=ctx, inbox=queue.Queue(maxsize=cap),
                 stats=NodeStats(node_id, pn.cls.type, queue_capacity=cap),
@@ -224,6 +231,10 @@ class Scheduler:
                 w.opened = True  # close() runs even if open() fails half way
                 w.node.open(w.ctx)
                 w.stats.open_s = time.perf_counter() - t0
+                with self._opened_lock:
+                    self._opened += 1
+                    if self._opened == len(self.workers):
+                        self._all_open.set()
             if not w.planned.inputs:
                 stage = "generate"
                 self._run_source(w)
@@ -269,11 +280,17 @@ class Scheduler:
         self._failed.set()
 
     def _run_source(self, w: _Worker) -> None:
+        live = w.planned.cls.live
+        while live and not self._all_open.wait(_POLL):  # a live input is not read while models load
+            if self._failed.is_set():
+                raise _Stop
         gen = w.node.generate(w.ctx)
         try:
             while True:
                 if self._failed.is_set():
                     raise _Stop
+                if live and self.stop_event.is_set():
+                    break  # a graceful stop: this stream ends here, the graph finishes
                 try:
                     out = self._call(w, next, gen)
                 except StopIteration:

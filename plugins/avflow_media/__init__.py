@@ -5,7 +5,10 @@ Nodes (one module each in :mod:`.nodes`):
 - ``media.decode``: video frames (optionally resampled to a constant fps by timestamp) and audio
   (optionally resampled) of one file, streamed.
 - ``media.resize``: frames to a width and/or height.
-- ``media.mux``: frames and audio into one file, written atomically.
+- ``media.live``: the same ports from a live source (a network stream, a device, or a file read at
+  its own pace), with an open timeout and reconnection.
+- ``media.mux``: frames and audio into one file, written atomically (or as fragmented mp4,
+  playable while it is written).
 
 Shared by them and by other plugins: :class:`avflow_media.writer.MediaWriter` (streaming PyAV
 encoder behind ``media.mux``). Registered through the ``avflow.plugins`` entry point.
@@ -14,13 +17,14 @@ encoder behind ``media.mux``). Registered through the ``avflow.plugins`` entry p
 from avflow import hookimpl
 
 from .nodes.decode import Decode
+from .nodes.live import LiveSource
 from .nodes.mux import Mux
 from .nodes.resize import Resize
 from .writer import MediaWriter
 
-__all__ = ["Decode", "MediaWriter", "Mux", "Resize"]
+__all__ = ["Decode", "LiveSource", "MediaWriter", "Mux", "Resize"]
 
 
 @hookimpl
 def avflow_register_nodes():
-    return [Decode, Resize, Mux]
+    return [Decode, LiveSource, Resize, Mux]

@@ -8,7 +8,9 @@
 
 Times are seconds on the input's timeline; ``origin`` (default: the first time seen) becomes
 0 in the file, so audio and video keep their relative offset. The file appears under its final
-name only when the writer closes without error (atomic write).
+name only when the writer closes without error (atomic write), unless ``fragmented``: then it
+is a fragmented mp4 written under its final name as it goes (a fragment per keyframe, one a
+second), playable while it grows, e.g. a live preview.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class MediaWriter:
     def __init__(self, path: str | Path, *, fps: float | None = None, rate_hint: float = 25.0,
                  audio_rate: int | None = None, audio_channels: int = 1, origin: float | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "veryfast",
-                 audio_codec: str = "aac", audio_bitrate: int = 128_000):
+                 audio_codec: str = "aac", audio_bitrate: int = 128_000, fragmented: bool = False):
         self.path = Path(path)
         self.fps = Fraction(fps).limit_denominator(1001) if fps else None
         self.rate_hint = Fraction(rate_hint).limit_denominator(1001)
@@ -39,6 +41,7 @@ class MediaWriter:
         self.origin = origin
         self.codec, self.crf, self.preset = codec, crf, preset
         self.audio_codec, self.audio_bitrate = audio_codec, audio_bitrate
+        self.fragmented = fragmented
         self._stack = contextlib.ExitStack()
         self._container = None
         self._vs = None
@@ -53,13 +56,23 @@ class MediaWriter:
     def _open(self, width: int, height: int) -> None:
         import av
 
-        tmp = self._stack.enter_context(atomic_path(self.path))
-        self._container = av.open(str(tmp), "w")
+        if self.fragmented:
+            # empty_moov: the header comes first and each keyframe starts a fragment, so readers
+            # can play the part written so far
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), "w", format="mp4",
+                                      options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                                               "flush_packets": "1"})
+        else:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            self._container = av.open(str(tmp), "w")
         vs = self._container.add_stream(self.codec, rate=self.fps or self.rate_hint)
         # H.264 in yuv420p needs even dimensions.
         vs.width, vs.height = width - width % 2, height - height % 2
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": str(self.crf), "preset": self.preset}
+        if self.fragmented:  # a keyframe (a fragment) about every second
+            vs.options = {**vs.options, "g": str(max(1, int(round(float(self.fps or self.rate_hint)))))}
         vs.thread_type = "AUTO"
         if self.fps is None:
             vs.codec_context.time_base = _FINE_TB
@@ -150,7 +163,12 @@ class MediaWriter:
         return self.path
 
     def abort(self) -> None:
-        """Discard the partial file (the final name is left untouched)."""
+        """Discard the partial file (the final name is left untouched); a fragmented file keeps the
+        fragments written so far (it is playable as it is)."""
+        if self._container is not None and self.fragmented:
+            with contextlib.suppress(Exception):
+                self.close()
+            return
         if self._container is not None:
             with contextlib.suppress(Exception):
                 self._container.close()

@@ -7,6 +7,9 @@ Nodes (one module each in :mod:`.nodes`):
   columns per track, Wav2Lip's lip-sync expert (the other scorer).
 - ``sync.assign``: each voice given to the face whose lips follow it, every frame decided from
   the voices (the default decision).
+- ``sync.live_assign``, ``sync.live_report``: the same decision online, each frame at most
+  ``latency`` seconds after it was heard, and live.jsonl plus diarization files rewritten as a
+  stream goes (``graphs/diarize_live.yaml``).
 - ``sync.smooth``, ``sync.speaker``: per-track smoothing, then the speaker per frame from the
   scores alone (``decision=frame``).
 - ``sync.diarization``: diarization.json, diarization.rttm, WebVTT/SRT speaker captions, Audacity
@@ -27,6 +30,8 @@ def avflow_register_nodes():
     from .nodes.annotate import Annotate
     from .nodes.assign import VoiceAssigner
     from .nodes.diarization import DiarizationWriter
+    from .nodes.live_assign import LiveVoiceAssigner
+    from .nodes.live_report import LiveDiarizationWriter
     from .nodes.face_clips import FaceClips
     from .nodes.mel import MelSpectrogram
     from .nodes.smooth import ScoreSmoother
@@ -43,7 +48,9 @@ def avflow_register_nodes():
         ScoreSmoother,
         SpeakerDecision,
         VoiceAssigner,
+        LiveVoiceAssigner,
         DiarizationWriter,
+        LiveDiarizationWriter,
         Annotate,
         FaceClips,
     ]

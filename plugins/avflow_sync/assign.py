@@ -91,6 +91,15 @@ class EvidencePool:
                 self._sum[k], self._count[k] = s, c
         self._offsets = new
 
+    def keys(self) -> set:
+        """The keys that have evidence."""
+        return {k for k, _ in self._sum}
+
+    def drop_track(self, track: str) -> None:
+        """Forget every sum of ``track`` (a face gone for good: live input keeps memory bounded)."""
+        for k in [k for k in self._sum if k[1] == track]:
+            del self._sum[k], self._count[k]
+
     def pooled(self, key, track: str) -> Pooled:
         k = (key, track)
         if k not in self._sum:

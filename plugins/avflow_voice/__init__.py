@@ -2,7 +2,7 @@
 
 Nodes: ``voice.activity`` (speech activity per 32 ms, Silero VAD), ``voice.embed`` (voice
 embeddings of speech windows, Resemblyzer's GE2E encoder), ``voice.cluster`` (voices and their
-turns). Both models are the trained weights their wheels ship, so everything works offline.
+turns), ``voice.online`` (voices decided as they are heard, for live input). Both models are the trained weights their wheels ship, so everything works offline.
 Algorithms live in plain modules (:mod:`.vad`, :mod:`.embed`, :mod:`.cluster`, :mod:`.audio`), node
 classes in :mod:`.nodes` (one module per node), payloads in :mod:`.payloads`.
 """
@@ -15,5 +15,6 @@ def avflow_register_nodes():
     from .nodes.activity import SpeechActivityDetector
     from .nodes.cluster import VoiceClusterer
     from .nodes.embed import VoiceEmbedder
+    from .nodes.online import OnlineVoiceClusterer
 
-    return [SpeechActivityDetector, VoiceEmbedder, VoiceClusterer]
+    return [SpeechActivityDetector, VoiceEmbedder, VoiceClusterer, OnlineVoiceClusterer]

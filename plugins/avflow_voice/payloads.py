@@ -57,3 +57,22 @@ class VoiceTurns(Payload):
     speech: list[tuple[float, float]] = field(default_factory=list)
     overlaps: list[dict[str, Any]] = field(default_factory=list)
     centroids: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class VoiceLabel(Payload):
+    """The voice of one embedding window, decided online (``voice.online``); ``pts`` is the
+    window's centre.
+
+    :ivar start: seconds of the window's first speech frame.
+    :ivar end: seconds after its last speech frame.
+    :ivar voice: the voice id (``voice_0``, ...), or None: speech no voice claims yet.
+    :ivar similarity: cosine similarity to that voice's centroid when it was labelled.
+    :ivar new: this window's group created the voice.
+    """
+
+    start: float
+    end: float
+    voice: str | None
+    similarity: float = 0.0
+    new: bool = False

@@ -19,6 +19,8 @@ class MuxConfig:
     preset: str = param("veryfast", "x264 speed preset",
                         choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"))
     audio_bitrate: int = param(128_000, "AAC bit rate in bit/s", min=8000)
+    fragmented: bool = param(False, "write a fragmented mp4 under its final name as it goes (a fragment per "
+                                    "second, playable while written: a live preview) instead of atomically")
 
 
 class Mux(Node):
@@ -26,7 +28,8 @@ class Mux(Node):
 
     The file's time 0 is the earliest of the first frame and the first audio sample, so an
     offset between the streams in the input is kept. Written atomically: the file appears under
-    its final name only when the run succeeds.
+    its final name only when the run succeeds; with ``fragmented`` it is written under its final
+    name as it goes instead, a fragment per second, playable while it grows.
 
     Ports:
       - in ``video`` (VideoFrame): frames in display order.
@@ -70,7 +73,7 @@ class Mux(Node):
             ctx.output_path(self.config.path), fps=self.config.fps, rate_hint=self._rate_hint,
             audio_rate=a.sample_rate if a else None, audio_channels=min(a.channels, 2) if a else 1,
             origin=min(times), crf=self.config.crf, preset=self.config.preset,
-            audio_bitrate=self.config.audio_bitrate)
+            audio_bitrate=self.config.audio_bitrate, fragmented=self.config.fragmented)
         self._drain()
 
     def _drain(self) -> None:

@@ -101,6 +101,26 @@ class DiarizationWriter(Node):
         return None
 
     def finish(self, ctx):
+        doc, frames = self._document()
+        for w in doc.get("warnings", []):
+            ctx.logger.warning("%s", w)
+        out = self._write_texts(doc, ctx, set(self.config.outputs))
+        if self.config.plot is not None and "plot" in set(self.config.outputs):
+            final = ctx.output_path(self.config.plot)
+            with atomic_path(final) as tmp:
+                thumbs = face_thumbnails(doc["video"], frames) if doc["tracks"] and Path(doc["video"]).is_file() else None
+                plot(tmp, frames, doc["segments"], title=Path(doc["video"]).name or "diarization",
+                     threshold=self.config.threshold, voices=doc.get("voices"), thumbnails=thumbs)
+            out["plot"] = File(pts=0, time_base=Fraction(1), path=final, kind="image/png")
+        n_turns = len(doc["segments"])
+        ctx.logger.info("%d frames, %d tracks, %d voices, %d speech turns -> %s", len(frames), len(doc["tracks"]),
+                        len(doc.get("voices", [])), n_turns,
+                        ", ".join(f.path.name for f in out.values()) or "(no files)")
+        out["result"] = Record(pts=0, time_base=Fraction(1), data=doc)
+        return out
+
+    def _document(self) -> tuple[dict, list[FrameResult]]:
+        """The JSON document of the frames decided so far, and those frames in order."""
         info = self._info
         frames = sorted(self._frames, key=lambda f: f.index)
         fps = info.fps if info and info.fps else 0.0
@@ -109,10 +129,11 @@ class DiarizationWriter(Node):
         end = frames[-1].time + (1.0 / fps if fps else 0.0) if frames else None
         doc = document(self.config.video or (info.path if info else ""), fps, width, height, frames, end,
                        voices=self._voices)
+        return doc, frames
+
+    def _write_texts(self, doc: dict, ctx, wanted: set[str]) -> dict[str, File]:
+        """Write the text files in ``wanted`` (each atomically)."""
         out = {}
-        wanted = set(self.config.outputs)
-        for w in doc.get("warnings", []):
-            ctx.logger.warning("%s", w)
         texts = {
             "json": (lambda: dumps(doc), "application/json"),
             "rttm": (lambda: rttm(formats.file_id(doc), doc["segments"]), "text/x-rttm"),
@@ -125,16 +146,4 @@ class DiarizationWriter(Node):
             if name in wanted:
                 path = write_text_atomic(ctx.output_path(getattr(self.config, name)), text())
                 out[name] = File(pts=0, time_base=Fraction(1), path=path, kind=kind)
-        if self.config.plot is not None and "plot" in wanted:
-            final = ctx.output_path(self.config.plot)
-            with atomic_path(final) as tmp:
-                thumbs = face_thumbnails(doc["video"], frames) if doc["tracks"] and Path(doc["video"]).is_file() else None
-                plot(tmp, frames, doc["segments"], title=Path(doc["video"]).name or "diarization",
-                     threshold=self.config.threshold, voices=doc.get("voices"), thumbnails=thumbs)
-            out["plot"] = File(pts=0, time_base=Fraction(1), path=final, kind="image/png")
-        n_turns = len(doc["segments"])
-        ctx.logger.info("%d frames, %d tracks, %d voices, %d speech turns -> %s", len(frames), len(doc["tracks"]),
-                        len(doc.get("voices", [])), n_turns,
-                        ", ".join(f.path.name for f in out.values()) or "(no files)")
-        out["result"] = Record(pts=0, time_base=Fraction(1), data=doc)
         return out

@@ -14,7 +14,8 @@ SHIPPED = REGISTRY.graphs()
 
 
 def test_the_documented_graphs_are_shipped():
-    assert {"diarize", "lipsync", "dataset", "dataset_video", "dataset_video_npz", "transcode"} <= set(SHIPPED)
+    assert {"diarize", "diarize_live", "lipsync", "dataset", "dataset_video", "dataset_video_npz",
+            "transcode"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

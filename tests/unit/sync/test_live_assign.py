@@ -1,0 +1,62 @@
+"""sync.live_assign: each frame decided once, in order, within the latency, from the evidence so far."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from avflow import Box, FaceTrack, TrackedFaces
+from avflow.testing import NodeRunner
+from avflow_sync.nodes.live_assign import LiveVoiceAssigner
+from avflow_sync.payloads import SyncEvidence
+from avflow_voice.payloads import SpeechActivity, VoiceLabel
+
+FPS = 25
+TB = Fraction(1, FPS)
+OFFSETS = np.arange(-6, 7)
+
+
+def _stream(seconds: float = 6.0):
+    """Items in arrival order: a frame's tracks, speech and a voice label at once, its evidence 0.5 s
+    later; voice_0 speaks throughout and face_0's lips follow it (a clear peak at offset 0)."""
+    n = int(seconds * FPS)
+    items = []
+    for i in range(n):
+        t = i / FPS
+        faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
+        items.append(("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)))
+        items.append(("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
+                                               hop=0.04, speech=np.ones(1, bool))))
+        items.append(("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0")))
+        j = i - int(0.5 * FPS)
+        if j >= 0:
+            for k in range(2):
+                values = np.where(OFFSETS == 0, 1.0, 0.0) if k == 0 else np.zeros(len(OFFSETS))
+                items.append(("evidence", SyncEvidence(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j,
+                                                       offsets=OFFSETS, values=values.astype(np.float32))))
+    return n, items
+
+
+def test_every_frame_is_decided_once_in_order_within_the_latency():
+    n, items = _stream()
+    runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False)
+    runner.open()
+    clock = -1.0
+    decided = []
+    for port, item in items:
+        if port == "tracks":
+            clock = item.time
+        before = len(runner.outputs.get("active", []))
+        runner.feed(port, item)
+        for rec in runner.outputs.get("active", [])[before:]:
+            assert clock - rec.data["time"] <= 1.0 + 1e-6  # decided when due, not later
+            decided.append(rec.data)
+    decided += [r.data for r in runner.finish().get("active", [])[len(decided):]]
+    assert [d["frame_index"] for d in decided] == list(range(n))
+    assert [d["frame_index"] for d in decided if d["voice"] != "voice_0"] == []
+    speakers = [d["active"] for d in decided]
+    first = speakers.index("face_0")
+    assert first <= 12 and all(s == "face_0" for s in speakers[first:])  # once known, kept
+    voices = runner.outputs["voices"][-1].data["voices"]
+    assert voices[0]["id"] == "voice_0" and voices[0]["speaker"] == "face_0"
