@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from avflow import Node, Payload, Port, Record, TrackedFaces, param
+from avflow import Node, Payload, Port, Record, Score, TrackedFaces, param
 
 from ..assign import EvidencePool, assign_faces
 from ..payloads import SyncEvidence
@@ -40,6 +40,9 @@ class LiveAssignConfig:
                                      "the stream's A/V offset (0 until a pairing has 100 frames, then the "
                                      "best-established pairing's): on a few frames a chance peak elsewhere in the search outdoes "
                                      "the true one; null: anywhere, as sync.assign", min=0.0)
+    early: float = param(3.0, "until a voice has this many seconds of evidence with its face, its frames go to "
+                               "the face whose scores (the scores input, smoothed over 9 frames) are highest, as "
+                               "decision=frame picks it: a voice's first pairing rests on little evidence", min=0.0)
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
                                 "memory: tracks come and go on endless input)", min=1.0)
 
@@ -91,7 +94,9 @@ class LiveVoiceAssigner(Node):
     inputs = {"evidence": Port(SyncEvidence, "lip/audio agreement per track per frame and offset"),
               "labels": Port(Payload, "each window's voice (voice.online)"),
               "speech": Port(Payload, "speech activity (voice.activity)"),
-              "tracks": Port(TrackedFaces, "every frame's face tracks")}
+              "tracks": Port(TrackedFaces, "every frame's face tracks"),
+              "scores": Port(Score, "per-frame sync scores (sync.motion): the decision while a voice's "
+                                    "evidence is thin (early)", optional=True)}
     outputs = {"active": Port(Record, "per frame, as it is decided: the speaking track id (or null) and the voice"),
                "voices": Port(Record, "each voice, its face and the evidence for it (on change, and at the end)")}
     queue_size = 256
@@ -114,6 +119,8 @@ class LiveVoiceAssigner(Node):
         self._av_offset = 0.0  # seconds the sound comes after the picture, once a pairing has settled
         self._speech_s: dict[str, float] = {}
         self._reported: dict[str, str | None] = {}
+        self._scores: dict[int, dict[str, float]] = {}  # frame index -> track -> score (recent frames)
+        self._score_threshold = 0.2
 
     # -- input ------------------------------------------------------------------------------
     def process(self, port, item, ctx):
@@ -126,6 +133,11 @@ class LiveVoiceAssigner(Node):
             self._clock = max(self._clock, item.time)
         elif port == "evidence":
             self._evidence(item)
+        elif port == "scores":
+            if item.value is not None:
+                self._scores.setdefault(item.frame_index, {})[item.track_id] = float(item.value)
+            if item.extra.get("threshold") is not None:
+                self._score_threshold = float(item.extra["threshold"])
         elif port == "labels":
             self._labels.append(item)
             self._clock = max(self._clock, item.end)
@@ -218,6 +230,8 @@ class LiveVoiceAssigner(Node):
         faces = self._assignment()
         pairing = faces.get(voice) if voice is not None else None
         face = pairing["speaker"] if pairing else None
+        if voice is not None and self._scores and self._early(voice, face):
+            face = self._by_scores(fr) or face
         speaker = face if face in fr["tracks"] else None
         if voice is not None:
             self._speech_s[voice] = self._speech_s.get(voice, 0.0) + self._frame_s
@@ -229,6 +243,21 @@ class LiveVoiceAssigner(Node):
             "confidence": pairing["confidence"] if pairing and speaker else None,
             "delay": delay if delay is not None and delay >= 0 else None,
             "lag": round(float(self._clock - t), 3) if np.isfinite(self._clock) else 0.0})
+
+    def _early(self, voice: str, face: str | None) -> bool:
+        """Whether ``voice``'s pairing still rests on less than ``early`` seconds of evidence."""
+        frames = self._pool.pooled(voice, face).frames if face is not None else 0
+        return frames * self._frame_s < self.config.early
+
+    def _by_scores(self, fr: dict) -> str | None:
+        """The visible track whose score, averaged over the 9 frames around ``fr``, is highest and
+        above the scorer's threshold (None: none is)."""
+        idx, best = fr["index"], (self._score_threshold, None)
+        for tid in fr["tracks"]:
+            vals = [self._scores[i][tid] for i in range(idx - 4, idx + 5) if tid in self._scores.get(i, {})]
+            if vals and float(np.mean(vals)) > best[0]:
+                best = (float(np.mean(vals)), tid)
+        return best[1]
 
     def _in_speech(self, t: float) -> str:
         """'speech', 'pause' (a pause shorter than min_pause between runs) or 'silence' at ``t``."""
@@ -339,6 +368,10 @@ class LiveVoiceAssigner(Node):
             self._runs.popleft()
         while self._labels and self._labels[0].end < keep:
             self._labels.popleft()
+        if self._scores:  # bounded: the scores of frames a few past the oldest undecided one
+            first = self._pending[0]["index"] - 8 if self._pending else max(self._scores) - 8
+            for i in [i for i in self._scores if i < first]:
+                del self._scores[i]
         gone = [tid for tid, t in self._seen.items() if t < self._clock - self.config.forget]
         for tid in gone:
             del self._seen[tid]
