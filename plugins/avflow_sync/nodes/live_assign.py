@@ -40,7 +40,7 @@ class LiveAssignConfig:
                                      "the stream's A/V offset (0 until a pairing has 100 frames, then the "
                                      "best-established pairing's): on a few frames a chance peak elsewhere in the search outdoes "
                                      "the true one; null: anywhere, as sync.assign", min=0.0)
-    early: float = param(3.0, "until a voice has this many seconds of evidence with its face, its frames go to "
+    early: float = param(3.0, "until a voice has this many seconds of evidence with a face, its frames go to "
                                "the face whose scores (the scores input, smoothed over 9 frames) are highest, as "
                                "decision=frame picks it: a voice's first pairing rests on little evidence", min=0.0)
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
@@ -74,6 +74,9 @@ class LiveVoiceAssigner(Node):
       - in ``labels`` (Payload): ``voice.online``'s ``VoiceLabel`` per window (``start``, ``end``, ``voice``).
       - in ``speech`` (Payload): ``voice.activity``'s ``SpeechActivity`` (``speech``, ``hop``).
       - in ``tracks`` (TrackedFaces): every frame (the frames to decide) and who is visible in it.
+      - in ``scores`` (Score, optional): ``sync.motion``'s per-frame scores; until a voice has
+        ``early`` seconds of evidence with a face, its frames go to the visible face whose scores
+        (9-frame mean) are highest and above the scorer's threshold, as ``decision=frame`` picks.
       - out ``active`` (Record): per frame, as ``sync.assign``'s (``frame_index``, ``time``, ``active``,
         ``voice``, ``scores``: each visible track's confidence for the voice), plus ``delay`` (wall
         seconds from the moment heard to the decision, null on input faster than real time),
@@ -85,7 +88,8 @@ class LiveVoiceAssigner(Node):
 
         assign:
           type: sync.live_assign
-          inputs: {evidence: motion.evidence, labels: voices.labels, speech: vad.speech, tracks: track.tracks}
+          inputs: {evidence: motion.evidence, labels: voices.labels, speech: vad.speech, tracks: track.tracks,
+                   scores: motion.scores}
           params: {latency: 2.0}
     """
 
@@ -230,7 +234,7 @@ class LiveVoiceAssigner(Node):
         faces = self._assignment()
         pairing = faces.get(voice) if voice is not None else None
         face = pairing["speaker"] if pairing else None
-        if voice is not None and self._scores and self._early(voice, face):
+        if voice is not None and self._scores and self._early(voice):
             face = self._by_scores(fr) or face
         speaker = face if face in fr["tracks"] else None
         if voice is not None:
@@ -244,9 +248,10 @@ class LiveVoiceAssigner(Node):
             "delay": delay if delay is not None and delay >= 0 else None,
             "lag": round(float(self._clock - t), 3) if np.isfinite(self._clock) else 0.0})
 
-    def _early(self, voice: str, face: str | None) -> bool:
-        """Whether ``voice``'s pairing still rests on less than ``early`` seconds of evidence."""
-        frames = self._pool.pooled(voice, face).frames if face is not None else 0
+    def _early(self, voice: str) -> bool:
+        """Whether ``voice`` has less than ``early`` seconds of evidence with any face (after that,
+        a voice without a face is off screen, not undecided)."""
+        frames = max((self._pool.pooled(voice, tid).frames for tid in self._seen), default=0)
         return frames * self._frame_s < self.config.early
 
     def _by_scores(self, fr: dict) -> str | None:
