@@ -13,11 +13,13 @@ from avflow import Node, Payload, Port, Record, Score, TrackedFaces, param
 
 from ..assign import EvidencePool, assign_faces
 from ..payloads import SyncEvidence
+from ..smoothing import window_bounds
 from .assign import THRESHOLDS
 
 _HISTORY = 4.0  # seconds of speech runs and voice labels kept behind the oldest undecided frame
 _BURST = 1.5  # seconds from a window that a short burst of speech may be to take its voice
 _SETTLED = 100  # frames of evidence after which a pairing's offset is the stream's
+_SCORE_WINDOW = 9  # frames of the mean over scores while a voice is early (sync.speaker's default smoothing)
 _WINDOW_REACH = 0.6  # seconds past t that a window holding t may be centred (voice.embed's 1 s windows)
 
 
@@ -255,13 +257,15 @@ class LiveVoiceAssigner(Node):
         return frames * self._frame_s < self.config.early
 
     def _by_scores(self, fr: dict) -> str | None:
-        """The visible track whose score, averaged over the 9 frames around ``fr``, is highest and
-        above the scorer's threshold (None: none is)."""
+        """The visible track whose score, averaged over the ``_SCORE_WINDOW`` frames around ``fr``,
+        is highest and above the scorer's threshold (None: none is)."""
         idx, best = fr["index"], (self._score_threshold, None)
+        before, after = window_bounds(_SCORE_WINDOW)
         for tid in fr["tracks"]:
-            vals = [self._scores[i][tid] for i in range(idx - 4, idx + 5) if tid in self._scores.get(i, {})]
-            if vals and float(np.mean(vals)) > best[0]:
-                best = (float(np.mean(vals)), tid)
+            vals = [self._scores[i][tid] for i in range(idx - before, idx + after + 1) if tid in self._scores.get(i, {})]
+            mean = float(np.mean(vals)) if vals else -np.inf
+            if mean > best[0]:
+                best = (mean, tid)
         return best[1]
 
     def _in_speech(self, t: float) -> str:
@@ -374,7 +378,7 @@ class LiveVoiceAssigner(Node):
         while self._labels and self._labels[0].end < keep:
             self._labels.popleft()
         if self._scores:  # bounded: the scores of frames a few past the oldest undecided one
-            first = self._pending[0]["index"] - 8 if self._pending else max(self._scores) - 8
+            first = (self._pending[0]["index"] if self._pending else max(self._scores)) - _SCORE_WINDOW + 1
             for i in [i for i in self._scores if i < first]:
                 del self._scores[i]
         gone = [tid for tid, t in self._seen.items() if t < self._clock - self.config.forget]
