@@ -90,6 +90,31 @@ class OnlineVoices:
             out.append(Labelled(key, k, sim) if k is not None else Labelled(key, None, 0.0))
         return out
 
+    @property
+    def held(self) -> list:
+        """The keys of the candidate windows held, oldest first."""
+        return [key for key, _ in self._held]
+
+    def expire(self) -> list[Labelled]:
+        """Decide the held candidates now, as if no further window will join them (the caller
+        knows the audio has gone on without one): if they are close to each other and far from
+        every voice they found a new voice, fewer than ``min_new`` as they may be (a new
+        speaker's first utterance, short and heard alone); otherwise each goes to its nearest voice."""
+        if not self._held:
+            return []
+        held = np.stack([v for _, v in self._held])
+        mean = held.sum(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        k, sim = self._nearest(mean)
+        apart = k is None or 1.0 - sim > self.threshold
+        if apart and float(np.min(held @ mean)) >= 1.0 - self.threshold and self.count < self.max_voices:
+            self._sums.append(held.sum(axis=0))
+            new = self.count - 1
+            out = [Labelled(key, new, float(v @ mean), new=True) for key, v in self._held]
+            self._held = []
+            return out
+        return self._release()
+
     def flush(self) -> list[Labelled]:
         """The end of the input: held candidates found a voice if there is none, else go to the nearest."""
         if self._held and not self._sums:

@@ -13,13 +13,11 @@ from avflow import Node, Payload, Port, Record, Score, TrackedFaces, param
 
 from ..assign import EvidencePool, assign_faces
 from ..payloads import SyncEvidence
-from ..smoothing import window_bounds
 from .assign import THRESHOLDS
 
 _HISTORY = 4.0  # seconds of speech runs and voice labels kept behind the oldest undecided frame
 _BURST = 1.5  # seconds from a window that a short burst of speech may be to take its voice
 _SETTLED = 100  # frames of evidence after which a pairing's offset is the stream's
-_SCORE_WINDOW = 9  # frames of the mean over scores while a voice is early (sync.speaker's default smoothing)
 _WINDOW_REACH = 0.6  # seconds past t that a window holding t may be centred (voice.embed's 1 s windows)
 
 
@@ -43,8 +41,12 @@ class LiveAssignConfig:
                                      "best-established pairing's): on a few frames a chance peak elsewhere in the search outdoes "
                                      "the true one; null: anywhere, as sync.assign", min=0.0)
     early: float = param(3.0, "until a voice has this many seconds of evidence with a face, its frames go to "
-                               "the face whose scores (the scores input, smoothed over 9 frames) are highest, as "
-                               "decision=frame picks it: a voice's first pairing rests on little evidence", min=0.0)
+                               "the face whose scores (the scores input) over the voice's frames so far are "
+                               "highest: a voice's first pairing rests on little evidence", min=0.0)
+    early_threshold: float | None = param(None, "while a voice is early, the mean score a face needs to be its "
+                                                "speaker; null: half the scorer's recommended threshold "
+                                                "(sync.motion: 0.1; a mean over a voice's frames is steadier "
+                                                "than one over 9 frames)", min=0.0)
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
                                 "memory: tracks come and go on endless input)", min=1.0)
 
@@ -77,8 +79,9 @@ class LiveVoiceAssigner(Node):
       - in ``speech`` (Payload): ``voice.activity``'s ``SpeechActivity`` (``speech``, ``hop``).
       - in ``tracks`` (TrackedFaces): every frame (the frames to decide) and who is visible in it.
       - in ``scores`` (Score, optional): ``sync.motion``'s per-frame scores; until a voice has
-        ``early`` seconds of evidence with a face, its frames go to the visible face whose scores
-        (9-frame mean) are highest and above the scorer's threshold, as ``decision=frame`` picks.
+        ``early`` seconds of evidence with a face, its frames go to the visible face whose scores,
+        averaged over the voice's frames so far (those decided, and those ahead whose voice is
+        known), are highest and above ``early_threshold`` (else to the voice's pairing).
       - out ``active`` (Record): per frame, as ``sync.assign``'s (``frame_index``, ``time``, ``active``,
         ``voice``, ``scores``: each visible track's confidence for the voice), plus ``delay`` (wall
         seconds from the moment heard to the decision, null on input faster than real time),
@@ -127,6 +130,8 @@ class LiveVoiceAssigner(Node):
         self._reported: dict[str, str | None] = {}
         self._scores: dict[int, dict[str, float]] = {}  # frame index -> track -> score (recent frames)
         self._score_threshold = 0.2
+        self._voice_scores: dict[str, dict[str, list]] = {}  # voice -> track -> [sum, count] of decided frames' scores
+        self._scored = False  # whether the scores input sends anything
 
     # -- input ------------------------------------------------------------------------------
     def process(self, port, item, ctx):
@@ -140,6 +145,7 @@ class LiveVoiceAssigner(Node):
         elif port == "evidence":
             self._evidence(item)
         elif port == "scores":
+            self._scored = True
             if item.value is not None:
                 self._scores.setdefault(item.frame_index, {})[item.track_id] = float(item.value)
             if item.extra.get("threshold") is not None:
@@ -236,8 +242,10 @@ class LiveVoiceAssigner(Node):
         faces = self._assignment()
         pairing = faces.get(voice) if voice is not None else None
         face = pairing["speaker"] if pairing else None
-        if voice is not None and self._scores and self._early(voice):
-            face = self._by_scores(fr) or face
+        if voice is not None and self._scored and self._early(voice):
+            face = self._by_voice_scores(voice, fr) or face
+        if voice is not None:
+            self._add_scores(self._voice_scores.setdefault(voice, {}), fr)
         speaker = face if face in fr["tracks"] else None
         if voice is not None:
             self._speech_s[voice] = self._speech_s.get(voice, 0.0) + self._frame_s
@@ -256,16 +264,31 @@ class LiveVoiceAssigner(Node):
         frames = max((self._pool.pooled(voice, tid).frames for tid in self._seen), default=0)
         return frames * self._frame_s < self.config.early
 
-    def _by_scores(self, fr: dict) -> str | None:
-        """The visible track whose score, averaged over the ``_SCORE_WINDOW`` frames around ``fr``,
-        is highest and above the scorer's threshold (None: none is)."""
-        idx, best = fr["index"], (self._score_threshold, None)
-        before, after = window_bounds(_SCORE_WINDOW)
+    def _add_scores(self, sums: dict[str, list], fr: dict) -> None:
+        for tid, value in self._scores.get(fr["index"], {}).items():
+            acc = sums.setdefault(tid, [0.0, 0])
+            acc[0] += value
+            acc[1] += 1
+
+    def _by_voice_scores(self, voice: str, fr: dict) -> str | None:
+        """The visible track whose scores, averaged over the frames of ``voice`` so far (those
+        decided, ``fr``, and those ahead whose voice is known already), are highest and above
+        ``early_threshold`` (None: none is). A mean over the voice's frames, not over a few frames
+        around ``fr``: two faces whose lips both move take turns at the top frame by frame."""
+        sums = {tid: list(acc) for tid, acc in self._voice_scores.get(voice, {}).items()}
+        self._add_scores(sums, fr)
+        for ahead in self._pending:
+            if not self._known(ahead["time"]):
+                break
+            if self._voice_at(ahead["time"]) == voice:
+                self._add_scores(sums, ahead)
+        c = self.config
+        threshold = c.early_threshold if c.early_threshold is not None else self._score_threshold / 2
+        best = (threshold, None)
         for tid in fr["tracks"]:
-            vals = [self._scores[i][tid] for i in range(idx - before, idx + after + 1) if tid in self._scores.get(i, {})]
-            mean = float(np.mean(vals)) if vals else -np.inf
-            if mean > best[0]:
-                best = (mean, tid)
+            total, n = sums.get(tid, (0.0, 0))
+            if n and total / n > best[0]:
+                best = (total / n, tid)
         return best[1]
 
     def _in_speech(self, t: float) -> str:
@@ -377,14 +400,16 @@ class LiveVoiceAssigner(Node):
             self._runs.popleft()
         while self._labels and self._labels[0].end < keep:
             self._labels.popleft()
-        if self._scores:  # bounded: the scores of frames a few past the oldest undecided one
-            first = (self._pending[0]["index"] if self._pending else max(self._scores)) - _SCORE_WINDOW + 1
+        if self._scores:  # bounded: the scores of the frames not yet decided
+            first = self._pending[0]["index"] if self._pending else (self._decided[-1][0] + 1 if self._decided else 0)
             for i in [i for i in self._scores if i < first]:
                 del self._scores[i]
         gone = [tid for tid, t in self._seen.items() if t < self._clock - self.config.forget]
         for tid in gone:
             del self._seen[tid]
             self._pool.drop_track(tid)
+            for sums in self._voice_scores.values():
+                sums.pop(tid, None)
             self._dirty = True
 
 

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from avflow import Box, FaceTrack, TrackedFaces
+from avflow import Box, FaceTrack, Score, TrackedFaces
 from avflow.testing import NodeRunner
 from avflow_sync.nodes.live_assign import LiveVoiceAssigner
 from avflow_sync.payloads import SyncEvidence
@@ -60,3 +60,48 @@ def test_every_frame_is_decided_once_in_order_within_the_latency():
     assert first <= 12 and all(s == "face_0" for s in speakers[first:])  # once known, kept
     voices = runner.outputs["voices"][-1].data["voices"]
     assert voices[0]["id"] == "voice_0" and voices[0]["speaker"] == "face_0"
+
+
+def _early_stream(scores_of, seconds: float = 2.5):
+    """voice_0 speaks throughout, no evidence yet (a voice's first seconds); ``scores_of(i)`` gives
+    each face's sync.motion score at frame i, sent 0.4 s after the frame (as the scorer looks ahead)."""
+    n = int(seconds * FPS)
+    items = []
+    for i in range(n):
+        t = i / FPS
+        faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
+        items.append(("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)))
+        items.append(("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
+                                               hop=0.04, speech=np.ones(1, bool))))
+        items.append(("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0")))
+        j = i - int(0.4 * FPS)
+        if j >= 0:
+            for k, value in enumerate(scores_of(j)):
+                items.append(("scores", Score(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j, value=value,
+                                              extra={"threshold": 0.2})))
+    return items
+
+
+def _decide(items, **params):
+    runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False, **params)
+    runner.open()
+    for port, item in items:
+        runner.feed(port, item)
+    runner.finish()
+    return [r.data["active"] for r in runner.outputs["active"]]
+
+
+def test_a_new_voice_goes_to_the_face_whose_scores_over_its_frames_are_highest():
+    # face_1 follows the voice (0.35 throughout); face_0 has a burst of chance agreement in the
+    # middle (0.6 on frames 25-34, 0 elsewhere): frame by frame it leads there, over the voice's
+    # frames so far it does not, and no frame flickers to it
+    items = _early_stream(lambda j: (0.6 if 25 <= j < 35 else 0.0, 0.35))
+    assert set(_decide(items)) == {"face_1"}
+
+
+def test_early_frames_go_to_nobody_when_no_face_follows_the_voice():
+    # both faces below half the scorer's threshold (0.1) on average: an off-screen voice, as far as
+    # the early evidence says; with a lower early_threshold the better face takes it
+    items = _early_stream(lambda j: (0.05, 0.08))
+    assert set(_decide(items)) == {None}
+    assert set(_decide(items, early_threshold=0.06)) == {"face_1"}
