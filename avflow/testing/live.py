@@ -39,16 +39,17 @@ def free_port() -> int:
 
 def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
           close_after: float | None = None, hold: float = 30.0, timeout: float = 60.0, loops: int = 1,
-          on_start=None) -> float:
-    """Send ``path`` to ``url`` as MPEG-TS, ``loops`` times in a row (one continuous stream);
-    returns the media seconds sent. ``on_start(wall)`` is called when the first packet goes out."""
+          on_start=None, format: str = "mpegts") -> float:
+    """Send ``path`` to ``url`` as ``format`` (MPEG-TS; ``flv`` for ``rtmp://``), ``loops`` times
+    in a row (one continuous stream); returns the media seconds sent. ``on_start(wall)`` is called
+    when the first packet goes out."""
     import av
 
     sent = 0.0
     with av.open(str(path)) as src:
         length = float(src.duration) / 1_000_000 if src.duration else 0.0
     last_dts: dict[int, int] = {}
-    with av.open(url, "w", format="mpegts", timeout=timeout) as out:
+    with av.open(url, "w", format=format, timeout=timeout) as out:
         mapping: dict = {}
         t0 = started = None
         for loop in range(loops):
@@ -94,9 +95,9 @@ class StreamSender:
     """:func:`serve` in a child process; ``started`` is the wall clock of its first packet."""
 
     def __init__(self, path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
-                 close_after: float | None = None, hold: float = 30.0, loops: int = 1):
+                 close_after: float | None = None, hold: float = 30.0, loops: int = 1, format: str = "mpegts"):
         cmd = [sys.executable, "-m", "avflow.testing.live", str(path), url, "--hold", str(hold),
-               "--loops", str(loops)]
+               "--loops", str(loops), "--format", format]
         if not realtime:
             cmd.append("--fast")
         if stall_after is not None:
@@ -153,13 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--close-after", type=float, default=None)
     ap.add_argument("--hold", type=float, default=30.0)
     ap.add_argument("--loops", type=int, default=1)
+    ap.add_argument("--format", default="mpegts", help="container sent (flv for rtmp://)")
     a = ap.parse_args(argv)
 
     def on_start(wall: float) -> None:
         print(json.dumps({"started": wall}), flush=True)
 
     sent = serve(a.path, a.url, realtime=not a.fast, stall_after=a.stall_after, close_after=a.close_after,
-                 hold=a.hold, loops=a.loops, on_start=on_start)
+                 hold=a.hold, loops=a.loops, on_start=on_start, format=a.format)
     print(json.dumps({"sent": sent}), flush=True)
 
 

@@ -75,8 +75,18 @@ def turns(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def file_id(doc: Mapping[str, Any]) -> str:
-    """The recording's id, as in the RTTM: the video's file name without its suffix."""
-    return Path(str(doc.get("video") or "")).stem.replace(" ", "_") or "video"
+    """The recording's id, as in the RTTM: the video's file name without its suffix; for a stream
+    URL (live input) the last part of its path, or its host and port (``tcp://127.0.0.1:9000``:
+    ``127.0.0.1_9000``)."""
+    video = str(doc.get("video") or "")
+    if "://" in video:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(video)
+        name = Path(url.path).stem or url.netloc.replace(":", "_")
+    else:
+        name = Path(video).stem
+    return name.replace(" ", "_") or "video"
 
 
 # -- captions -------------------------------------------------------------------------------

@@ -177,3 +177,48 @@ def test_a_source_that_never_sends_a_frame_is_an_exit_2_error(tmp_path, repo_dir
     assert rc == 2, err
     assert "open_timeout" in err and f"tcp://127.0.0.1:{port}" in err and "live" in err
     assert time.time() - t0 < 60
+
+
+@pytest.mark.parametrize("scheme", ["udp", "rtmp"])
+def test_other_live_protocols_are_read_as_they_come(fixture, repo_dir, scheme):
+    # UDP: the receiver binds the port and the sender sends datagrams (packets before the receiver
+    # is up are lost, so it starts first); RTMP: the receiver listens and the sender publishes FLV
+    work, fx = fixture
+    port = free_port()
+    if scheme == "udp":
+        source, target, fmt, sets = f"udp://127.0.0.1:{port}", f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts", []
+    else:
+        source = target = f"rtmp://127.0.0.1:{port}/live/test"
+        fmt, sets = "flv", ["options={listen: 1}"]
+    run = LiveRun(repo_dir, work / scheme, source, "stall_timeout=2", "open_timeout=60", *sets)
+    _wait_bound(port, "udp" if scheme == "udp" else "tcp", timeout=60)  # the receiver reads before anything is sent
+    with StreamSender(fx.path, target, close_after=6.0, format=fmt) as sender:
+        sender.wait_started()
+        sender.wait(60)
+        rc, err = run.wait()
+    assert rc == 0, err[-3000:]
+    doc, rttm = run.files()
+    _complete(doc, rttm, run.lines)
+    ts = [d["t"] for _, d in run.lines]
+    assert ts[0] < 0.1 and ts[-1] >= 5.0  # from the stream's start, every frame sent decided
+    assert any(d["speaker"] for _, d in run.lines)
+    assert rttm.split()[1] == ("test" if scheme == "rtmp" else f"127.0.0.1_{port}")
+
+
+def _wait_bound(port: int, proto: str, timeout: float) -> None:
+    """Wait until a local socket is bound to ``port`` (a UDP receiver, a listening TCP server), as
+    /proc/net says (not by connecting, which a listener would take for its client)."""
+    hexport = f":{port:04X}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for name in (proto, proto + "6"):
+            try:
+                rows = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            # local address is the 2nd field; for TCP the state (4th) must be LISTEN (0A)
+            if any(r.split()[1].endswith(hexport) and (proto == "udp" or r.split()[3] == "0A") for r in rows):
+                time.sleep(0.5)  # bound; the reader is about to read
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing bound to {proto} port {port} within {timeout} s")

@@ -18,6 +18,7 @@ from .decode import _AUDIO_CHUNK_S
 
 _TB = Fraction(1, 90000)  # video timestamps on the output timeline
 _MAX_BACKOFF = 30.0
+_MAX_BAD_PACKETS = 500  # undecodable packets in a row after which a connection counts as dropped
 
 
 @dataclass(frozen=True)
@@ -222,11 +223,24 @@ class LiveSource(Node):
         start = container.start_time / 1_000_000 if container.start_time is not None else None
         state.connect(start)
         got = False
+        bad, skipped = 0, 0  # packets in a row the decoder refused; all it refused
         try:
             for packet in container.demux(*streams):
                 if reader.stop.is_set():
                     raise _Stopped
-                for frame in packet.decode():
+                try:
+                    frames = packet.decode()
+                except av.InvalidDataError as exc:
+                    # a lost or damaged packet (UDP, a receiver joining between key frames): skip
+                    # it; the decoder resumes at the next key frame
+                    bad, skipped = bad + 1, skipped + 1
+                    if skipped == 1:
+                        logger.warning("media.live: %s: skipping packets the decoder cannot use (%s)", c.source, exc)
+                    if bad >= _MAX_BAD_PACKETS:
+                        return got, f"{bad} packets in a row could not be decoded: {exc}"
+                    continue
+                bad = 0
+                for frame in frames:
                     t = state.time_of(frame)
                     if t is None:
                         continue
