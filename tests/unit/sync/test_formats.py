@@ -218,3 +218,14 @@ def test_writer_writes_the_chosen_outputs(tmp_path):
     assert {k for k, v in out.items() if v} == {"json", "vtt", "srt", "audacity", "elan", "result"}
     assert out["vtt"][0].path.read_text() == formats.webvtt(out["result"][0].data)
     assert "<v face_0>" in out["vtt"][0].path.read_text()
+
+
+def test_the_rttm_file_id_of_a_stream_url_names_its_path_or_host():
+    from avflow_sync.formats import file_id
+
+    assert file_id({"video": "tcp://127.0.0.1:9000"}) == "127.0.0.1_9000"
+    assert file_id({"video": "udp://127.0.0.1:5000?pkt_size=1316"}) == "127.0.0.1_5000"
+    assert file_id({"video": "rtsp://cam.local/live/stream1"}) == "stream1"
+    assert file_id({"video": "https://cdn.example/x/index.m3u8"}) == "index"
+    assert file_id({"video": "/dev/video0"}) == "video0"
+    assert file_id({"video": "talk show.mp4"}) == "talk_show"
