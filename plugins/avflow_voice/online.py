@@ -68,15 +68,8 @@ class OnlineVoices:
             out.append(self._give(key, e, k, sim))
             return out
         self._held.append((key, e))
-        held = np.stack([v for _, v in self._held])
-        mean = held.sum(axis=0)
-        mean /= max(float(np.linalg.norm(mean)), 1e-12)
-        if len(self._held) >= self.min_new and float(np.min(held @ mean)) >= 1.0 - self.threshold:
-            self._sums.append(held.sum(axis=0))
-            new = self.count - 1
-            out = [Labelled(key_, new, float(v @ mean), new=True) for key_, v in self._held]
-            self._held = []
-            return out
+        if len(self._held) >= self.min_new and self._one_voice():
+            return self._found()
         if len(self._held) > self.min_new:  # not one voice: the oldest goes to its nearest voice, or none
             return self._release(keep=self.min_new)
         return []
@@ -102,25 +95,31 @@ class OnlineVoices:
         speaker's first utterance, short and heard alone); otherwise each goes to its nearest voice."""
         if not self._held:
             return []
-        held = np.stack([v for _, v in self._held])
-        mean = held.sum(axis=0)
-        mean /= max(float(np.linalg.norm(mean)), 1e-12)
-        k, sim = self._nearest(mean)
-        apart = k is None or 1.0 - sim > self.threshold
-        if apart and float(np.min(held @ mean)) >= 1.0 - self.threshold and self.count < self.max_voices:
-            self._sums.append(held.sum(axis=0))
-            new = self.count - 1
-            out = [Labelled(key, new, float(v @ mean), new=True) for key, v in self._held]
-            self._held = []
-            return out
+        k, sim = self._nearest(self._held_mean())
+        if (k is None or 1.0 - sim > self.threshold) and self._one_voice() and self.count < self.max_voices:
+            return self._found()
         return self._release()
+
+    def _held_mean(self) -> np.ndarray:
+        mean = np.sum([v for _, v in self._held], axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    def _one_voice(self) -> bool:
+        """Whether the held candidates all lie within ``threshold`` of their mean."""
+        held = np.stack([v for _, v in self._held])
+        return float(np.min(held @ self._held_mean())) >= 1.0 - self.threshold
+
+    def _found(self) -> list[Labelled]:
+        """A new voice from the held candidates."""
+        mean = self._held_mean()
+        self._sums.append(np.sum([v for _, v in self._held], axis=0))
+        new = self.count - 1
+        out = [Labelled(key, new, float(v @ mean), new=True) for key, v in self._held]
+        self._held = []
+        return out
 
     def flush(self) -> list[Labelled]:
         """The end of the input: held candidates found a voice if there is none, else go to the nearest."""
         if self._held and not self._sums:
-            held = np.stack([v for _, v in self._held])
-            self._sums.append(held.sum(axis=0))
-            out = [Labelled(k, 0, 1.0, new=True) for k, _ in self._held]
-            self._held = []
-            return out
+            return self._found()
         return self._release()
