@@ -10,7 +10,9 @@ script's own clock:
   sender sent that moment (median, p95, max; and p95 over the first and the last minute: a
   growing backlog shows as a rising delay);
 - the CPU time of the graph's process (all threads; in cores) and its RSS, sampled every second;
-- frame accuracy on the first loop against the input's exact ground truth.
+- frame accuracy on the first loop against the input's exact ground truth, and the offline
+  graph's (``graphs/diarize.yaml``) on the same input, run after the live one (``--no-offline``
+  skips it).
 
     python bench/live.py [--seconds 120] [--loops 1] [--latency 2] [--work DIR]
 """
@@ -52,6 +54,8 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=1, help="send the input this many times as one stream")
     ap.add_argument("--latency", type=float, default=2.0)
     ap.add_argument("--work", default=None, help="folder for the composed input (kept between runs)")
+    ap.add_argument("--no-offline", action="store_true", help="skip the offline graph's run on the same input "
+                                                               "(the accuracy baseline)")
     args = ap.parse_args()
     from avflow.testing.compose import ComposedVideo, compose_benchmark
     from avflow.testing.live import StreamSender, free_port
@@ -112,6 +116,13 @@ def main() -> None:
     n = len(truth.active)
     first_loop = {**doc, "active": doc["active"][:n]}
     acc = frame_accuracy(truth, first_loop)
+    offline = None
+    if not args.no_offline:  # the baseline: graphs/diarize.yaml on the same input, after the live run
+        import avflow
+
+        r = avflow.run(REPO / "graphs" / "diarize.yaml", {"video": str(path), "outputs": ["json"]},
+                       output_dir=work / "out_offline", device="cpu")
+        offline = frame_accuracy(truth, r.outputs["diarization"].data)
     s = np.array(samples)
     busy = s[:, 0] > 5  # past the start-up
     cores = (s[busy, 2][-1] - s[busy, 2][0]) / max(s[busy, 0][-1] - s[busy, 0][0], 1e-9)
@@ -128,6 +139,8 @@ def main() -> None:
         "reported_delay_median_s": round(float(np.median(reported)), 3) if reported.size else None,
         "cpu_cores": round(float(cores), 2), "rss_mb": {"peak": round(float(s[:, 1].max()), 1), **rss_at},
         "frame_accuracy_first_loop": round(acc, 4),
+        "offline_frame_accuracy": round(offline, 4) if offline is not None else None,
+        "accuracy_gap_points": round(100 * (offline - acc), 1) if offline is not None else None,
         "voices": [(v["id"], v["speaker"], v["speech"]) for v in doc["voices"]],
     }
     (work / "bench_live.json").write_text(json.dumps(result, indent=1))

@@ -26,12 +26,9 @@ from avflow.testing.live import StreamSender, free_port
 pytestmark = pytest.mark.slow
 
 LATENCY = 2.0
-#: how far below the offline graph's frame accuracy the live one may be on this fixture. The issue
-#: asks for 3 points: met on the 2-minute benchmark input (0.985 live, 0.965 offline at the time;
-#: bench/README.md), not on this short one (0.865 against 0.991): each voice's first seconds are
-#: decided on thin evidence (both talkers' lips move; the per-frame scores decide them now, 0.761
-#: before). Asserted with a margin against a collapse; the gap is reported, not hidden.
-ACCURACY_GAP = 0.2
+#: how far below the offline graph's frame accuracy the live one may be on this fixture (the
+#: issue's 3 points): measured 0.991 live against 0.991 offline in each of 3 runs (bench/README.md)
+ACCURACY_GAP = 0.03
 DURATION = 16.0
 #: two talkers in 3-5 s turns beside a still portrait, 640x360 (a short, light fixture)
 TURNS = [(0.0, 4.2, 0), (4.2, 7.6, 1), (7.6, 8.4, None), (8.4, 12.5, 0), (12.5, 16.0, 1)]
