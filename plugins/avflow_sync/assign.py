@@ -39,18 +39,25 @@ class Pooled:
 
     @property
     def _peak(self) -> int:
+        return self._peak_with(0.0)
+
+    def _peak_with(self, penalty: float) -> int:
         # the highest point inside the search: a curve still rising at its end has no located peak
         if self.curve.size < 3:
             return int(np.argmax(self.curve))
-        return 1 + int(np.argmax(self.curve[1:-1]))
+        inner = self.curve[1:-1] - penalty * np.abs(self.offsets[1:-1])
+        return 1 + int(np.argmax(inner))
 
-    def confidence_at(self, offset: int | None) -> float:
+    def confidence_at(self, offset: int | None, penalty: float = 0.0) -> float:
         """The curve at ``offset`` (frames) minus its median: the confidence when the offset is
-        known (a face's, from all of its speech) rather than searched for."""
-        if offset is None:
-            return self.confidence
+        known (a face's, from all of its speech) rather than searched for. With ``offset`` None,
+        the offset is searched: the peak of the curve less ``penalty`` per frame of offset, and
+        the confidence is that value minus the median (:meth:`offset_with` gives its offset)."""
         if self.frames == 0 or self.curve.size < 3:
             return 0.0
+        if offset is None:
+            k = self._peak_with(penalty)
+            return float(self.curve[k] - penalty * abs(int(self.offsets[k])) - np.median(self.curve))
         hit = np.flatnonzero(self.offsets == offset)
         if hit.size == 0:
             return 0.0
@@ -58,7 +65,11 @@ class Pooled:
 
     @property
     def offset(self) -> int:
-        return int(self.offsets[self._peak]) if self.curve.size else 0
+        return self.offset_with(0.0)
+
+    def offset_with(self, penalty: float) -> int:
+        """The searched offset (frames) with ``penalty`` per frame of offset (see :meth:`confidence_at`)."""
+        return int(self.offsets[self._peak_with(penalty)]) if self.curve.size else 0
 
 
 class EvidencePool:

@@ -22,11 +22,16 @@ class AssignConfig:
     threshold: float | None = param(None, "confidence a face needs to be given a voice (peak minus median "
                                           "of the pooled sync curve); null: the scorer's own (sync.motion "
                                           "0.08, sync.syncnet 0.05)")
-    min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
+    min_frames: int = param(20, "frames of evidence a face needs with a voice to be a candidate (a track that "
+                                "shows for a few frames peaks high by chance)", min=1)
     split_min: float = param(1.5, "seconds of speech a part of a voice (voice.cluster's finer groups) needs "
                                   "for its lips to split it from the voice (two similar voices merged)", min=0.0)
     split_margin: float = param(0.1, "how much more confident such a part must be of its face than of the "
                                       "voice's own", min=0.0)
+    offset_penalty: float = param(0.15, "where a face's A/V offset is searched (not fixed by face_offset), the "
+                                        "confidence at each offset is lowered by this much per second of offset: "
+                                        "a voice of a few seconds peaks by chance anywhere in the +-0.6 s search, "
+                                        "real offsets are mostly small", min=0.0)
     merge_offset: int = param(1, "a voice without a face joins the voice of the face its lips follow when "
                                  "its A/V offset there is within this many frames of that voice's", min=0)
     face_offset: bool = param(True, "fix a face's A/V offset from the voice it is first given, then read every "
@@ -59,7 +64,9 @@ class VoiceAssigner(Node):
     is not above ``threshold`` has no visible face (an off-screen voice). A face given a voice with
     ``offset_min`` seconds of evidence keeps that voice's A/V offset (``face_offset``): the pairing
     is done again with every voice's confidence for that face read at it, not searched anew, so
-    that a short voice cannot take a face through a chance peak elsewhere in the search. A voice
+    that a short voice cannot take a face through a chance peak elsewhere in the search; where a
+    face's offset is still searched, each offset's confidence is lowered by ``offset_penalty`` per
+    second of offset (two short voices were swapped between their faces by peaks 0.4 s out). A voice
     whose parts (``voice.cluster``'s finer groups of windows) point clearly at another face than
     its own (at least ``split_min`` seconds of speech, ``split_margin`` more confident) is split
     next: two similar voices the audio merged. Then a voice left without a face whose lips peak
@@ -226,9 +233,18 @@ class VoiceAssigner(Node):
     def _confidences(self, pool: EvidencePool, key, tracks) -> tuple[np.ndarray, list]:
         c = self.config
         pooled = [pool.pooled(key, tid) for tid in tracks]
-        conf = [p.confidence_at(self._offset_of.get(tid)) if p.frames >= c.min_frames else 0.0
+        penalty = self._penalty()
+        conf = [p.confidence_at(self._offset_of.get(tid), penalty) if p.frames >= c.min_frames else 0.0
                 for p, tid in zip(pooled, tracks)]
         return np.array(conf), pooled
+
+    def _penalty(self) -> float:
+        """``offset_penalty`` per frame of offset."""
+        return self.config.offset_penalty * self._frame_s()
+
+    def _offset(self, pooled, track: str) -> int:
+        """The face's fixed A/V offset (frames), else the one searched with the offset penalty."""
+        return self._offset_of.get(track, pooled.offset_with(self._penalty()))
 
     def _assign(self, pool: EvidencePool, voice_ids, tracks, threshold) -> dict:
         frame_s = self._frame_s()
@@ -243,7 +259,7 @@ class VoiceAssigner(Node):
         for i, vid in enumerate(voice_ids):
             j = chosen[i]
             best = pooled[vid][j] if j is not None else None
-            off = self._offset_of.get(tracks[j], best.offset) if best else 0
+            off = self._offset(best, tracks[j]) if best else 0
             out[vid] = {
                 "speaker": tracks[j] if j is not None else None,
                 "confidence": round(float(conf[i, j] if j is not None else (conf[i].max() if len(tracks) else 0.0)), 4),
@@ -271,7 +287,7 @@ class VoiceAssigner(Node):
                     break
                 if face not in owner:
                     continue
-                offset = self._offset_of.get(face, pooled[int(j)].offset)
+                offset = self._offset(pooled[int(j)], face)
                 if abs(offset - result["voices"][owner[face]]["offset_frames"]) <= c.merge_offset:
                     for t in turns:
                         if t["voice"] == vid:

@@ -103,6 +103,60 @@ def test_a_fragment_of_a_voice_joins_it_at_its_face_offset_whatever_its_own_chan
     assert voices["voice_1"]["speaker"] is None and tail == [None] * 30
 
 
+def test_a_searched_offset_pays_for_its_distance_from_zero():
+    c = curve(0, 0.30) + curve(11, 0.33)  # the face's real peak, and a higher chance one at 0.44 s
+    p = Pooled(c, OFFSETS, frames=50)
+    assert p.offset == 11 and p.confidence_at(None) == pytest.approx(0.33)
+    per_frame = 0.15 * 0.04  # sync.assign's default offset_penalty, per frame at 25 fps
+    assert p.offset_with(per_frame) == 0
+    assert p.confidence_at(None, per_frame) == pytest.approx(0.30)
+    assert p.confidence_at(11, per_frame) == pytest.approx(0.33)  # a known offset is read as it is
+
+
+def test_two_short_voices_are_not_swapped_by_chance_peaks_far_from_zero():
+    """Two voices of 2 s each (too short to fix their faces' offsets), each in sync with its own
+    face (0.25 at offset 0) and each with a chance peak for the other face (0.30 at +-0.4 s):
+    searched without a penalty, the swapped pairing sums higher; with offset_penalty it does not."""
+    n = 50
+    items = []
+    for f in range(2 * n):
+        items.append(("tracks", _tracked(f, ["face_0", "face_1"])))
+        first = f < n
+        own, other = ("face_0", "face_1") if first else ("face_1", "face_0")
+        items.append(("evidence", _evidence(f, own, curve(0, 0.25, 0.02, f))))
+        items.append(("evidence", _evidence(f, other, curve(10 if first else -10, 0.30, 0.02, 500 + f))))
+    turns = [_turn("voice_0", 0, n), _turn("voice_1", n, 2 * n)]
+    items.append(("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=turns,
+                                       voices=[{"id": "voice_0"}, {"id": "voice_1"}],
+                                       speech=[[0.0, 2 * n * 0.04]])))
+
+    def run(**params):
+        runner = NodeRunner(VoiceAssigner, **params)
+        for port, item in items:
+            runner.feed(port, item)
+        return {v["id"]: (v["speaker"], v["offset"]) for v in runner.finish()["voices"][0].data["voices"]}
+
+    assert run() == {"voice_0": ("face_0", 0.0), "voice_1": ("face_1", 0.0)}
+    assert run(offset_penalty=0.0) == {"voice_0": ("face_1", 0.4), "voice_1": ("face_0", -0.4)}
+
+
+def test_a_track_seen_for_a_few_frames_does_not_take_a_voice():
+    """A voice of 3 s in sync with face_0 (0.3 at offset 0); face_1, a fragment of a track seen
+    for 15 of its frames, peaks at 0.6 there by chance: below min_frames it is no candidate."""
+    runner = NodeRunner(VoiceAssigner)
+    n = 75
+    for f in range(n):
+        shown = ["face_0", "face_1"] if 30 <= f < 45 else ["face_0"]
+        runner.feed("tracks", _tracked(f, shown))
+        runner.feed("evidence", _evidence(f, "face_0", curve(0, 0.3, 0.02, f)))
+        if "face_1" in shown:
+            runner.feed("evidence", _evidence(f, "face_1", curve(3, 0.6, 0.02, 500 + f)))
+    runner.feed("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=[_turn("voice_0", 0, n)],
+                                     voices=[{"id": "voice_0"}], speech=[[0.0, n * 0.04]]))
+    voice = runner.finish()["voices"][0].data["voices"][0]
+    assert voice["speaker"] == "face_0" and voice["evidence"]["face_1"] == 0.0
+
+
 def test_too_little_speech_for_voices_is_decided_per_frame_from_the_scores():
     """1.6 s of speech, one voice for two people (0.8 s each): the scores decide each frame."""
     runner = NodeRunner(VoiceAssigner)

@@ -181,3 +181,51 @@ def test_the_voice_nodes_import_neither_librosa_nor_resemblyzer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _mixture_windows(turns, people, window, step, end, seed):
+    """VoiceEmbedding windows of ``window`` s every ``step`` s over ``[0, end)``: each the mean of
+    the people heard in it (``turns``: (start, end, person)), weighted by their seconds, plus noise."""
+    from avflow_voice.payloads import VoiceEmbedding
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.arange(window / 2, end - window / 2 + 1e-9, step):
+        a, b = c - window / 2, c + window / 2
+        v = sum(max(0.0, min(b, e) - max(a, s)) * people[p] for s, e, p in turns)
+        v = v + rng.normal(0.0, 0.02, v.shape)
+        out.append(VoiceEmbedding(pts=int(round(c * 1000)), time_base=Fraction(1, 1000), start=a, end=b,
+                                  vector=(v / np.linalg.norm(v)).astype(np.float32), speech=window))
+    return out
+
+
+def test_short_windows_split_two_similar_voices_the_long_windows_merged():
+    """Two people whose long windows (mixtures across every change) stay within the clustering
+    cut (cosine distance 0.23), but whose short windows are 0.5 apart: with ``fine_split`` they
+    are two voices, each turn placed by the short windows; without it, one voice."""
+    from avflow_voice.payloads import SpeechActivity
+
+    rng = np.random.default_rng(0)
+    u, e1, e2 = (x / np.linalg.norm(x) for x in rng.normal(size=(3, 256)))
+    e2 = e2 - (e2 @ e1) * e1
+    e2 /= np.linalg.norm(e2)
+    near = {0: u + 0.55 * e1, 1: u + 0.55 * e2}  # as the 1.6 s windows hear them
+    far = {0: u + 1.0 * e1, 1: u + 1.0 * e2}  # as the 0.8 s windows do
+    turns = [(0.0, 3.0, 0), (3.0, 5.0, 1), (5.0, 8.0, 0), (8.0, 10.0, 1)]
+    hop = 0.032
+    n = int(10.0 / hop)
+    speech = [SpeechActivity(pts=0, time_base=Fraction(1, 1000), probs=np.ones(n, np.float32), hop=hop,
+                             speech=np.ones(n, bool))]
+    emb = _mixture_windows(turns, near, 1.6, 0.2, 10.0, 1)
+    fine = _mixture_windows(turns, far, 0.8, 0.1, 10.0, 2)
+    one = NodeRunner(VoiceClusterer, fine_split=None).run({"embeddings": emb, "speech": speech, "fine": fine})
+    assert len(one["voices"][0].voices) == 1
+    out = NodeRunner(VoiceClusterer).run({"embeddings": emb, "speech": speech, "fine": fine})["voices"][0]
+    assert [v["id"] for v in out.voices] == ["voice_0", "voice_1"]
+    assert set(out.centroids) == {"voice_0", "voice_1"}
+    second = [(t["start"], t["end"]) for t in out.turns if t["voice"] == "voice_1"]
+    assert len(second) == 2, out.turns
+    for (s, e), (ts, te) in zip(second, [(3.0, 5.0), (8.0, 10.0)]):
+        assert abs(s - ts) <= 0.2 and abs(e - te) <= 0.2, second
+    given = NodeRunner(VoiceClusterer, num_speakers=1).run({"embeddings": emb, "speech": speech, "fine": fine})
+    assert len(given["voices"][0].voices) == 1  # a given number of voices is kept
