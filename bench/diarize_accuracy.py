@@ -1,7 +1,7 @@
 """Diarization accuracy per fixture type, for the voices decision and the per-frame one.
 
 Every case of :func:`avflow.testing.compose.diarization_suite` is composed (``--split tune``:
-the set parameters were tuned on; ``test``: never tuned on) and run through the real
+the set parameters were tuned on; ``test``: never tuned on; ``fresh``: only ever reported) and run through the real
 ``graphs/diarize.yaml``; frame accuracy (6-frame collar, faces mapped to tiles by position:
 ``avflow_sync.scoring``) and DER/JER (``avflow eval``'s ``evaluate``, 0.25 s collar) are
 printed per case, then the voice side's cost (``voice.*`` nodes' CPU seconds per minute of audio).
@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", default="test", choices=["tune", "test"])
+    ap.add_argument("--split", default="test", choices=["tune", "test", "fresh"],
+                    help="fresh: a set only ever reported, never looked into")
     ap.add_argument("--cases", default="", help="comma-separated cases (default: all)")
     ap.add_argument("--decisions", default="voices,frame")
     ap.add_argument("--work", default=None, help="folder for fixtures and outputs (kept between runs)")
