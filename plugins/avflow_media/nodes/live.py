@@ -67,7 +67,9 @@ class LiveSource(Node):
     ``reconnect`` it is reopened after ``backoff`` seconds (doubling, at most 30 s) and its times go
     on from the wall-clock time elapsed, the audio of the gap filled with silence (downstream
     nodes see one continuous timeline); otherwise, or when every attempt fails, the stream ends
-    and the graph finishes with what it read. The end of a file is its end. A graceful stop
+    and the graph finishes with what it read. Packets the decoder cannot use (a lost UDP
+    datagram, a receiver that joins between key frames) are skipped with one warning; 500 in a
+    row count as a drop. The end of a file is its end. A graceful stop
     (Ctrl-C in ``avflow run``) ends the stream too. Memory: ``buffer`` decoded items at most.
 
     Ports:
