@@ -75,6 +75,7 @@ def read_torch_checkpoint(path: str | Path, what: str, *, mmap: bool = False):
     :param mmap: map the file instead of reading it (zip checkpoints only; others are read).
     """
     import pickle
+    import struct
     import zipfile
 
     import torch
@@ -99,7 +100,12 @@ def read_torch_checkpoint(path: str | Path, what: str, *, mmap: bool = False):
         else:
             why = "its contents are not a torch save file (random or corrupt bytes, or another format)"
         raise ModelError(f"{p} is not a PyTorch weights checkpoint: {why}; expected the {what}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as exc:
+    except (EOFError, IndexError, KeyError, TypeError, ValueError, OverflowError, AttributeError, struct.error) as exc:
+        # the unpickler read bytes that are no pickle at all: as many ways to fail as byte values
+        raise ModelError(f"{p} is not a PyTorch weights checkpoint: its contents are not a torch save file "
+                         f"(random or corrupt bytes, or another format: {type(exc).__name__}); expected the "
+                         f"{what}") from None
+    except (RuntimeError, OSError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{p} is not a readable PyTorch weights checkpoint ({type(exc).__name__}: {first}); "
                          f"expected the {what}") from None

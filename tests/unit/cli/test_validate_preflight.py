@@ -84,12 +84,18 @@ def test_models_check_passes_a_complete_scaffold(tmp_path):
 
 
 def test_a_random_bytes_checkpoint_is_not_a_checkpoint_and_the_safe_loader_stays(tmp_path):
+    import numpy as np
+
     import avflow
 
     bad = tmp_path / "lipsync_expert.pth"
-    bad.write_bytes(os.urandom(4096))
-    with pytest.raises(avflow.ModelError) as info:
-        avflow.read_torch_checkpoint(bad, "Wav2Lip lip-sync expert")
-    msg = str(info.value)
-    assert "is not a PyTorch weights checkpoint" in msg
-    assert "weights_only" not in msg and "False" not in msg
+    # random bytes fail the unpickler in many ways (UnpicklingError, IndexError, KeyError,
+    # UnicodeDecodeError, ...): seeds 0 (UnpicklingError), 17 (IndexError), 54 (UnicodeDecodeError) and
+    # 62 (KeyError) among these
+    for seed in [*range(20), 54, 62]:
+        bad.write_bytes(np.random.default_rng(seed).bytes(4096))
+        with pytest.raises(avflow.ModelError) as info:
+            avflow.read_torch_checkpoint(bad, "Wav2Lip lip-sync expert")
+        msg = str(info.value)
+        assert "is not a PyTorch weights checkpoint" in msg, (seed, msg)
+        assert "weights_only" not in msg and "False" not in msg
