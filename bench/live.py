@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def main() -> None:
                                                                "(the accuracy baseline)")
     args = ap.parse_args()
     from avflow.testing.compose import ComposedVideo, compose_benchmark
-    from avflow.testing.live import StreamSender, free_port
+    from avflow.testing.live import JsonlFollower, StreamSender, free_port
     from avflow_sync.scoring import frame_accuracy
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="avflow-bench-live-"))
@@ -77,23 +76,8 @@ def main() -> None:
            "-o", str(out), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float, float]] = []  # (time since the stream started, RSS MB, CPU s)
-    lines: list[tuple[float, dict]] = []
-
-    def follow() -> None:
-        live, pos, buf = out / "live.jsonl", 0, ""
-        while proc.poll() is None:
-            if live.exists():
-                with open(live, encoding="utf-8") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-                    pos = f.tell()
-                now = time.time()
-                *complete, buf = (buf + chunk).split("\n")
-                lines.extend((now, json.loads(x)) for x in complete if x)
-            time.sleep(0.02)
-
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
+    follower = JsonlFollower(out / "live.jsonl", proc)
+    lines = follower.lines  # (time.time() when the line was seen, the decision)
     started = sender.wait_started(120)
     while proc.poll() is None:
         try:

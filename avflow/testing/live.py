@@ -15,7 +15,8 @@ it waits for a client and while a socket write blocks, which would freeze a test
 Packets are remuxed, not re-encoded (H.264 and AAC fit MPEG-TS as they are), each sent when the
 wall clock reaches its decoding time. ``stall_after`` stops sending after that many seconds of
 media but keeps the connection open for ``hold`` seconds (a sender that hangs); ``close_after``
-closes it (a dropped stream).
+closes it (a dropped stream). :class:`JsonlFollower` reads the graph's ``live.jsonl`` as it grows,
+timing each line by the reader's own clock.
 """
 
 from __future__ import annotations
@@ -89,6 +90,37 @@ def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: flo
                             on_start(started)
                     sent = max(sent, rel)
     return sent
+
+
+class JsonlFollower:
+    """Follow a JSON-lines file while another process writes it (``live.jsonl``): every complete
+    line, with the wall clock (``time.time()``) when it was first seen, in ``lines``; a thread
+    polls the file until ``proc`` has exited and the file is read to its end."""
+
+    def __init__(self, path: str | Path, proc: subprocess.Popen, poll: float = 0.02):
+        self.path, self.proc, self.poll = Path(path), proc, poll
+        self.lines: list[tuple[float, dict]] = []
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        pos, buf = 0, ""
+        while True:
+            done = self.proc.poll() is not None
+            if self.path.exists():
+                with open(self.path, encoding="utf-8") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos = f.tell()
+                now = time.time()
+                *complete, buf = (buf + chunk).split("\n")
+                self.lines.extend((now, json.loads(line)) for line in complete if line)
+            if done:  # read once more after the exit: the last lines are in
+                return
+            time.sleep(self.poll)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
 
 
 class StreamSender:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from avflow.testing.compose import compose_speakers
-from avflow.testing.live import StreamSender, free_port
+from avflow.testing.live import JsonlFollower, StreamSender, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -58,31 +58,14 @@ class LiveRun:
     def __init__(self, repo: Path, out: Path, source: str, *sets: str):
         shutil.rmtree(out, ignore_errors=True)
         self.out = out
-        self.lines: list[tuple[float, dict]] = []  # (time.time() when the line was seen, the decision)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         args = ["avflow", "run", str(repo / "graphs" / "diarize_live.yaml"), "--set", f"source={source}",
                 "-o", str(out), "-q"]
         for s in sets:
             args += ["--set", s]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self._follower = threading.Thread(target=self._follow, daemon=True)
-        self._follower.start()
-
-    def _follow(self) -> None:
-        path, pos, buf = self.out / "live.jsonl", 0, ""
-        while True:
-            done = self.proc.poll() is not None
-            if path.exists():
-                with open(path, encoding="utf-8") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-                    pos = f.tell()
-                now = time.time()
-                *complete, buf = (buf + chunk).split("\n")
-                self.lines.extend((now, json.loads(line)) for line in complete if line)
-            if done:
-                return
-            time.sleep(0.02)
+        self._follower = JsonlFollower(out / "live.jsonl", self.proc)
+        self.lines = self._follower.lines  # (time.time() when the line was seen, the decision)
 
     def wait(self, timeout: float = 120) -> tuple[int, str]:
         _, err = self.proc.communicate(timeout=timeout)

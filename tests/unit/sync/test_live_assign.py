@@ -17,18 +17,23 @@ TB = Fraction(1, FPS)
 OFFSETS = np.arange(-6, 7)
 
 
+def _frame(i: int) -> list[tuple[str, object]]:
+    """Frame i as it arrives: two faces' tracks, 0.04 s of speech, a window of voice_0 centred on it."""
+    t = i / FPS
+    faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
+    return [("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)),
+            ("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
+                                      hop=0.04, speech=np.ones(1, bool))),
+            ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0"))]
+
+
 def _stream(seconds: float = 6.0):
     """Items in arrival order: a frame's tracks, speech and a voice label at once, its evidence 0.5 s
     later; voice_0 speaks throughout and face_0's lips follow it (a clear peak at offset 0)."""
     n = int(seconds * FPS)
     items = []
     for i in range(n):
-        t = i / FPS
-        faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
-        items.append(("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)))
-        items.append(("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
-                                               hop=0.04, speech=np.ones(1, bool))))
-        items.append(("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0")))
+        items += _frame(i)
         j = i - int(0.5 * FPS)
         if j >= 0:
             for k in range(2):
@@ -68,12 +73,7 @@ def _early_stream(scores_of, seconds: float = 2.5):
     n = int(seconds * FPS)
     items = []
     for i in range(n):
-        t = i / FPS
-        faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
-        items.append(("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)))
-        items.append(("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
-                                               hop=0.04, speech=np.ones(1, bool))))
-        items.append(("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0")))
+        items += _frame(i)
         j = i - int(0.4 * FPS)
         if j >= 0:
             for k, value in enumerate(scores_of(j)):
