@@ -459,6 +459,7 @@ def compose_speakers(
     min_pause: float = 0.3,
     crf: int = 20,
     preset: str = "veryfast",
+    keyint: int | None = None,
     seed: int = 0,
 ) -> ComposedVideo:
     """Tile talking clips (and still images) into one video with a known turn schedule.
@@ -494,6 +495,8 @@ def compose_speakers(
     :param min_pause: pauses shorter than this (seconds) count as speech in ``active``.
     :param crf: x264 quality (lower is better).
     :param preset: x264 speed preset.
+    :param keyint: most frames between key frames (None: x264's 250); live streams use 1-2 s, and
+        an HLS segment or a receiver joining late starts at one.
     :param seed: seed of the default random schedule.
     :returns: the :class:`ComposedVideo` (path and ground truth).
     """
@@ -643,7 +646,8 @@ def compose_speakers(
     canvas = np.empty((height, width, 3), np.uint8)
     try:
         with atomic_path(out) as tmp, av.open(str(tmp), "w") as container:
-            vs = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+            x264 = {"crf": str(crf), "preset": preset, **({"g": str(int(keyint))} if keyint else {})}
+            vs = container.add_stream("libx264", rate=rate, options=x264)
             vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
             vs.thread_type = "AUTO"
             aus = container.add_stream("aac", rate=sample_rate, layout="mono")

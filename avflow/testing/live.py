@@ -1,4 +1,5 @@
-"""A live stream for tests and benchmarks: a media file sent as MPEG-TS at its own pace (PyAV).
+"""A live stream for tests and benchmarks: a media file sent at its own pace (PyAV), as MPEG-TS,
+FLV (RTMP), RTSP or an HLS playlist.
 
 .. code-block:: python
 
@@ -17,11 +18,18 @@ wall clock reaches its decoding time. ``stall_after`` stops sending after that m
 media but keeps the connection open for ``hold`` seconds (a sender that hangs); ``close_after``
 closes it (a dropped stream). :class:`JsonlFollower` reads the graph's ``live.jsonl`` as it grows,
 timing each line by the reader's own clock.
+
+HLS is not sent to a peer but written: ``format="hls"`` with ``url`` a playlist path writes
+segments of about ``segment`` seconds (one per key frame: send a file with short GOPs) and a live
+playlist that grows as they are written; :class:`HttpFolder` serves that folder over HTTP on
+127.0.0.1, where FFmpeg's HLS reader polls it as it would a CDN.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import json
 import socket
 import subprocess
@@ -40,17 +48,22 @@ def free_port() -> int:
 
 def serve(path: str | Path, url: str, *, realtime: bool = True, stall_after: float | None = None,
           close_after: float | None = None, hold: float = 30.0, timeout: float = 60.0, loops: int = 1,
-          on_start=None, format: str = "mpegts") -> float:
-    """Send ``path`` to ``url`` as ``format`` (MPEG-TS; ``flv`` for ``rtmp://``), ``loops`` times
+          on_start=None, format: str = "mpegts", segment: float = 1.0) -> float:
+    """Send ``path`` to ``url`` as ``format`` (MPEG-TS; ``flv`` for ``rtmp://``, ``rtsp`` for
+    ``rtsp://``; ``hls``: ``url`` is a playlist path, segments of ``segment`` s), ``loops`` times
     in a row (one continuous stream); returns the media seconds sent. ``on_start(wall)`` is called
     when the first packet goes out."""
     import av
+
+    options = {}
+    if format == "hls":  # a live playlist: every segment listed, the end marked when the file ends
+        options = {"hls_time": str(segment), "hls_list_size": "0", "hls_segment_type": "mpegts"}
 
     sent = 0.0
     with av.open(str(path)) as src:
         length = float(src.duration) / 1_000_000 if src.duration else 0.0
     last_dts: dict[int, int] = {}
-    with av.open(url, "w", format=format, timeout=timeout) as out:
+    with av.open(url, "w", format=format, options=options, timeout=timeout) as out:
         mapping: dict = {}
         t0 = started = None
         for loop in range(loops):
@@ -123,6 +136,32 @@ class JsonlFollower:
         self._thread.join(timeout)
 
 
+class HttpFolder:
+    """Serve a folder over HTTP on 127.0.0.1 (a thread of this process) while in a ``with``
+    block: ``url(name)`` is a file's address. For HLS written by :func:`serve`."""
+
+    def __init__(self, folder: str | Path):
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # no line per request on stderr
+                pass
+
+        handler = functools.partial(Quiet, directory=str(folder))
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def __enter__(self) -> "HttpFolder":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class StreamSender:
     """:func:`serve` in a child process; ``started`` is the wall clock of its first packet."""
 
@@ -186,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--close-after", type=float, default=None)
     ap.add_argument("--hold", type=float, default=30.0)
     ap.add_argument("--loops", type=int, default=1)
-    ap.add_argument("--format", default="mpegts", help="container sent (flv for rtmp://)")
+    ap.add_argument("--format", default="mpegts", help="container sent (flv for rtmp://, rtsp, hls)")
     a = ap.parse_args(argv)
 
     def on_start(wall: float) -> None:

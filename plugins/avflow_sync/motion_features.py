@@ -46,15 +46,20 @@ def mouth_signals(landmarks: np.ndarray | None) -> np.ndarray | None:
     """
     if landmarks is None:
         return None
-    lm = np.asarray(landmarks, dtype=np.float64)
+    lm = np.asarray(landmarks)
     n = mesh.N_LANDMARKS
     if lm.ndim != 2 or lm.shape[0] < n or lm.shape[1] < 2 or not np.isfinite(lm[:n, :2]).all():
         return None
-    xy = lm[:, :2]
-    eye = mesh.inter_ocular(xy)
+    # the points of every pair, then the eye corners: one vectorised distance per pair
+    ends = lm[_ENDS, :2].astype(np.float64)
+    dist = np.hypot(*(ends[0::2] - ends[1::2]).T)
+    eye = float(dist[-1])
     if eye < 1e-3:
         return None
-    return np.array([np.linalg.norm(xy[a] - xy[b]) / eye for a, b in MOUTH_PAIRS])
+    return dist[:-1] / eye
+
+
+_ENDS = np.array([i for pair in (*MOUTH_PAIRS, (mesh.EYE_OUTER_LEFT, mesh.EYE_OUTER_RIGHT)) for i in pair])
 
 
 class BandEnvelope:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from avflow.testing.compose import compose_speakers
-from avflow.testing.live import JsonlFollower, StreamSender, free_port
+from avflow.testing.live import HttpFolder, JsonlFollower, StreamSender, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ TURNS = [(0.0, 4.2, 0), (4.2, 7.6, 1), (7.6, 8.4, None), (8.4, 12.5, 0), (12.5, 
 def fixture(media_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("live")
     fx = compose_speakers([media_dir / "talking1.mp4", media_dir / "talking2.mp4", media_dir / "monalisa.png"],
-                          TURNS, duration=DURATION, out=work / "two.mp4", size=(640, 360), fps=25.0)
+                          TURNS, duration=DURATION, out=work / "two.mp4", size=(640, 360), fps=25.0, keyint=25)
     return work, fx
 
 
@@ -159,17 +159,21 @@ def test_a_source_that_never_sends_a_frame_is_an_exit_2_error(tmp_path, repo_dir
     assert time.time() - t0 < 60
 
 
-@pytest.mark.parametrize("scheme", ["udp", "rtmp"])
+@pytest.mark.parametrize("scheme", ["udp", "rtmp", "rtsp"])
 def test_other_live_protocols_are_read_as_they_come(fixture, repo_dir, scheme):
     # UDP: the receiver binds the port and the sender sends datagrams (packets before the receiver
-    # is up are lost, so it starts first); RTMP: the receiver listens and the sender publishes FLV
+    # is up are lost, so it starts first); RTMP and RTSP: the receiver listens and the sender
+    # publishes (FLV; RTSP's ANNOUNCE and RECORD, RTP over UDP)
     work, fx = fixture
     port = free_port()
     if scheme == "udp":
         source, target, fmt, sets = f"udp://127.0.0.1:{port}", f"udp://127.0.0.1:{port}?pkt_size=1316", "mpegts", []
-    else:
+    elif scheme == "rtmp":
         source = target = f"rtmp://127.0.0.1:{port}/live/test"
         fmt, sets = "flv", ["options={listen: 1}"]
+    else:
+        source = target = f"rtsp://127.0.0.1:{port}/live/test"
+        fmt, sets = "rtsp", ["options={rtsp_flags: listen}"]
     run = LiveRun(repo_dir, work / scheme, source, "stall_timeout=2", "open_timeout=60", *sets)
     _wait_bound(port, "udp" if scheme == "udp" else "tcp", timeout=60)  # the receiver reads before anything is sent
     with StreamSender(fx.path, target, close_after=6.0, format=fmt) as sender:
@@ -177,12 +181,39 @@ def test_other_live_protocols_are_read_as_they_come(fixture, repo_dir, scheme):
         sender.wait(60)
         rc, err = run.wait()
     assert rc == 0, err[-3000:]
+    _every_frame_sent_decided(run, 5.0)
+    assert run.files()[1].split()[1] == ("test" if scheme != "udp" else f"127.0.0.1_{port}")
+
+
+def test_an_hls_playlist_is_read_as_its_segments_come(fixture, repo_dir, tmp_path):
+    # HLS as a CDN serves it: 1 s segments and a live playlist written as the sender goes, over
+    # HTTP; the reader polls the playlist, from its first segment (live_start_index 0)
+    work, fx = fixture
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    with HttpFolder(folder) as http, StreamSender(fx.path, str(folder / "live.m3u8"), close_after=6.0,
+                                                  format="hls") as sender:
+        sender.wait_started()
+        deadline = time.time() + 30
+        while not (folder / "live.m3u8").exists() and time.time() < deadline:  # its first segment is listed
+            time.sleep(0.1)
+        run = LiveRun(repo_dir, work / "hls", http.url("live.m3u8"), "stall_timeout=5", "open_timeout=30",
+                      "options={live_start_index: 0}")
+        sender.wait(60)
+        rc, err = run.wait()
+    assert rc == 0, err[-3000:]
+    _every_frame_sent_decided(run, 4.5)  # the last segment is listed when the sender closes it
+    assert run.files()[1].split()[1] == "live"
+
+
+def _every_frame_sent_decided(run: LiveRun, until: float) -> None:
     doc, rttm = run.files()
     _complete(doc, rttm, run.lines)
     ts = [d["t"] for _, d in run.lines]
-    assert ts[0] < 0.1 and ts[-1] >= 5.0  # from the stream's start, every frame sent decided
+    # from the stream's start (RTP's timestamps may place the first frame a few frames after the
+    # first audio), every frame sent decided
+    assert ts[0] < 0.2 and ts[-1] >= until
     assert any(d["speaker"] for _, d in run.lines)
-    assert rttm.split()[1] == ("test" if scheme == "rtmp" else f"127.0.0.1_{port}")
 
 
 def _wait_bound(port: int, proto: str, timeout: float) -> None:

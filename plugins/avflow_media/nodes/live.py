@@ -24,9 +24,12 @@ _MAX_BAD_PACKETS = 500  # undecodable packets in a row after which a connection 
 @dataclass(frozen=True)
 class LiveConfig:
     source: str = param(doc="what PyAV opens live: tcp://, udp://, rtsp://, rtmp://, http(s):// (HLS), "
-                            "a V4L2 device (/dev/video0, with format=v4l2) or a file")
-    format: str | None = param(None, "FFmpeg input format (v4l2, mpegts, ...); None: probed")
-    options: dict = param({}, "FFmpeg input options, e.g. {rtsp_transport: tcp}")
+                            "a V4L2 device (/dev/video0: needs a PyAV with FFmpeg's v4l2 input) or a file")
+    format: str | None = param(None, "FFmpeg input format (v4l2, mpegts, ...); None: probed (v4l2 for "
+                                     "/dev/video*)")
+    options: dict = param({}, "FFmpeg input options: {rtsp_transport: tcp} for a camera, {rtsp_flags: listen} "
+                              "or {listen: 1} (RTMP) to receive a push, {live_start_index: 0} for HLS from "
+                              "its first segment")
     probe: float = param(0.5, "seconds of a stream analysed to find its streams before decoding starts "
                               "(FFmpeg's analyzeduration; its default, 5 s, would delay every decision as "
                               "much); files are probed as usual", min=0.0)
@@ -182,13 +185,22 @@ class LiveSource(Node):
         import av
 
         c = self.config
+        fmt = c.format or ("v4l2" if c.source.startswith("/dev/video") else None)
+        if fmt is not None and fmt not in av.formats_available:
+            raise InputError(
+                f"media.live: {c.source}: this PyAV has no {fmt!r} input (PyAV's wheels are built without "
+                f"FFmpeg's capture devices); install PyAV built against a system FFmpeg that has it "
+                f"(pip install av --no-binary av), or send the device as a stream (tcp://, udp://, rtsp://)")
         while True:
             left = deadline - time.monotonic()
             options = {str(k): str(v) for k, v in c.options.items()}
             if not Path(c.source).is_file():
                 options.setdefault("analyzeduration", str(int(c.probe * 1_000_000)))
+            if c.source.startswith("rtsp") and "listen" in options.get("rtsp_flags", ""):
+                # receiving a push: FFmpeg's default wait (-1) overflows its own TCP option (ERANGE)
+                options.setdefault("listen_timeout", str(max(1, int(round(left)))))
             try:
-                return av.open(c.source, format=c.format, options=options,
+                return av.open(c.source, format=fmt, options=options,
                                timeout=(max(0.1, left), c.stall_timeout))
             except ConnectionRefusedError:
                 if left <= 0.2:

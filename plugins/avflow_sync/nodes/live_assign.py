@@ -38,8 +38,15 @@ class LiveAssignConfig:
                               "(early evidence is thin: no flicker between two faces)", min=0.0)
     near: float | None = param(0.12, "the sync peak of a voice and a face counts within this many seconds of "
                                      "the stream's A/V offset (0 until a pairing has 100 frames, then the "
-                                     "best-established pairing's): on a few frames a chance peak elsewhere in the search outdoes "
-                                     "the true one; null: anywhere, as sync.assign", min=0.0)
+                                     "best-established pairing's) until the pairing has search_after seconds: on a "
+                                     "few frames a chance peak elsewhere in the search outdoes the true one; null: "
+                                     "anywhere, as sync.assign", min=0.0)
+    search_after: float | None = param(3.0, "seconds of evidence a voice needs with a face for the peak to be "
+                                            "sought over every offset, as sync.assign seeks it (less "
+                                            "offset_penalty per second of offset): a face whose audio is late "
+                                            "by an offset of its own is found; null: always near", min=0.0)
+    offset_penalty: float = param(0.15, "with search_after: the confidence at each offset is lowered by this much "
+                                        "per second of offset (sync.assign's)", min=0.0)
     early: float = param(3.0, "until a voice has this many seconds of evidence with a face, its frames go to "
                                "the face whose scores (the scores input) over the voice's frames so far are "
                                "highest: a voice's first pairing rests on little evidence", min=0.0)
@@ -68,8 +75,11 @@ class LiveVoiceAssigner(Node):
     that voice's face when visible. A frame's evidence is pooled only where every window holding
     it has one voice (not at a change of voice, where the windows hold both), and a pooled curve's
     peak counts only ``near`` the stream's A/V offset (that of the pairing with the most evidence,
-    once it has 100 frames; 0 before): on a few seconds of evidence a chance peak at another offset
-    often beats the true one. A voice keeps its face unless another beats it by ``stay``. Memory:
+    once it has 100 frames; 0 before) until the pairing has ``search_after`` seconds of evidence:
+    on a few seconds a chance peak at another offset often beats the true one; past them the peak
+    is sought over every offset as ``sync.assign`` seeks it (``offset_penalty``), so that a face
+    whose audio is late by an offset of its own is found. A voice keeps its face unless another
+    beats it by ``stay``. Memory:
     the pool is a sum per voice and face (tracks unseen for ``forget`` s are dropped), the frames
     not yet decided, and a few seconds of speech and labels.
 
@@ -364,10 +374,15 @@ class LiveVoiceAssigner(Node):
         return faces
 
     def _confidence(self, p) -> float:
-        """The pooled curve's peak near the stream's A/V offset (``near``) minus its median."""
-        near = self.config.near
+        """The pooled curve's peak near the stream's A/V offset (``near``) minus its median; past
+        ``search_after`` seconds of evidence, the peak over every offset less ``offset_penalty``,
+        as ``sync.assign`` seeks it (a face whose audio is late by an offset of its own)."""
+        c = self.config
+        near = c.near
         if near is None or p.curve.size < 3:
             return p.confidence
+        if c.search_after is not None and p.frames * self._frame_s >= c.search_after:
+            return p.confidence_at(None, c.offset_penalty * self._frame_s)
         close = np.abs(p.offsets * self._frame_s - self._av_offset) <= near + 1e-9
         if not close.any():
             return 0.0

@@ -50,6 +50,13 @@ def test_a_source_that_cannot_be_opened_is_an_input_error():
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.skipif("v4l2" in av.formats_available, reason="this PyAV has FFmpeg's v4l2 input")
+def test_a_device_this_pyav_cannot_capture_is_an_input_error_that_says_why():
+    # PyAV's wheels carry no capture devices: say so and what would work, not "no such format"
+    with pytest.raises(InputError, match=r"/dev/video0: this PyAV has no 'v4l2' input .*no-binary av.*tcp://"):
+        NodeRunner(LiveSource, source="/dev/video0", open_timeout=0.5, connected_outputs=("video",)).run()
+
+
 def test_stop_ends_a_live_graph_gracefully(clip, tmp_path):
     """Runner.stop() ends the live source's stream; the rest of the graph finishes (exit 0 in the CLI)."""
     graph = {"name": "live_copy", "nodes": {

@@ -27,9 +27,9 @@ def _frame(i: int) -> list[tuple[str, object]]:
             ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0"))]
 
 
-def _stream(seconds: float = 6.0):
+def _stream(seconds: float = 6.0, peak: int = 0):
     """Items in arrival order: a frame's tracks, speech and a voice label at once, its evidence 0.5 s
-    later; voice_0 speaks throughout and face_0's lips follow it (a clear peak at offset 0)."""
+    later; voice_0 speaks throughout and face_0's lips follow it (a clear peak at offset ``peak``)."""
     n = int(seconds * FPS)
     items = []
     for i in range(n):
@@ -37,7 +37,7 @@ def _stream(seconds: float = 6.0):
         j = i - int(0.5 * FPS)
         if j >= 0:
             for k in range(2):
-                values = np.where(OFFSETS == 0, 1.0, 0.0) if k == 0 else np.zeros(len(OFFSETS))
+                values = np.where(OFFSETS == peak, 1.0, 0.0) if k == 0 else np.zeros(len(OFFSETS))
                 items.append(("evidence", SyncEvidence(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j,
                                                        offsets=OFFSETS, values=values.astype(np.float32))))
     return n, items
@@ -65,6 +65,16 @@ def test_every_frame_is_decided_once_in_order_within_the_latency():
     assert first <= 12 and all(s == "face_0" for s in speakers[first:])  # once known, kept
     voices = runner.outputs["voices"][-1].data["voices"]
     assert voices[0]["id"] == "voice_0" and voices[0]["speaker"] == "face_0"
+
+
+def test_a_face_late_by_an_offset_of_its_own_is_found_once_the_evidence_suffices():
+    # face_0's sound comes 0.2 s late (5 frames), past `near` (0.12 s) of the stream's offset: the
+    # peak there counts once the pairing has search_after (3 s) of evidence, as sync.assign finds it
+    _, items = _stream(seconds=8.0, peak=5)
+    decided = _decide(items)
+    first = decided.index("face_0")  # decided 1 s after it was heard, with 3 s of evidence in by then
+    assert 2 * FPS <= first <= 3 * FPS and set(decided[first:]) == {"face_0"}
+    assert set(_decide(items, search_after=None)) == {None}  # near the stream's offset only: never
 
 
 def _early_stream(scores_of, seconds: float = 2.5):

@@ -9,7 +9,7 @@ import pytest
 
 from avflow.payloads import AudioChunk, Box, FaceTrack, TrackedFaces
 from avflow.testing import NodeRunner
-from avflow_sync.nodes.motion import MotionScorer
+from avflow_sync.nodes.motion import MotionScorer, _Signals
 from avflow_faces.mesh import EYE_OUTER
 from avflow_sync.motion_features import MOUTH_PAIRS, BandEnvelope, mouth_signals, window_sync
 
@@ -216,7 +216,34 @@ def test_streaming_memory_is_bounded(scene):
     runner.close()
     reach = runner.node._extents()["reach"]
     assert biggest <= 2 * reach + 4  # the frames of one window on each side, not the whole clip
+    assert len(runner.node._signals._data) <= 2 * (2 * reach + 5)  # their mouth signals too
     assert emitted_before_end > 0.6 * len(tracks) * 5  # most scores leave before the input ends
+
+
+def test_signal_rows_are_the_held_frames_and_tracks_that_left_are_dropped():
+    # faces come and go for hours on live input: the array of mouth signals holds what the held
+    # frames show, and a window of it is what a loop over those frames would build
+    rng = np.random.default_rng(1)
+    buf, frames = _Signals(), []
+    for step in range(3000):
+        ids = sorted(rng.choice(40 + step // 10, rng.integers(0, 5), replace=False))
+        tracks = [(f"t{k}", rng.random(3) if rng.random() > 0.2 else None) for k in ids]
+        frames.append(tracks)
+        buf.append(tracks)
+        if len(frames) > 100:
+            n = int(rng.integers(1, 3))
+            del frames[:n]
+            buf.drop(n)
+        if step % 7 == 0:
+            want = [t for t, _ in frames[-1]] + ["never"]
+            lo, hi = sorted(int(v) for v in rng.integers(0, len(frames) + 1, 2))
+            ref = np.full((hi - lo, len(want), 3), np.nan)
+            for j, fr in enumerate(frames[lo:hi]):
+                for tid, sig in fr:
+                    if tid in want and sig is not None:
+                        ref[j, want.index(tid)] = sig
+            np.testing.assert_array_equal(buf.window(want, lo, hi), ref)
+    assert len(buf.cols) < 200 and len(buf._data) <= 256  # of 340 tracks seen, 100 frames held
 
 
 def test_window_sync_exact():
