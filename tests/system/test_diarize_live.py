@@ -1,8 +1,9 @@
-"""graphs/diarize_live.yaml on a live stream over loopback TCP (issue 12).
+"""graphs/diarize_live.yaml on a live stream over loopback (issue 12).
 
 A sender process (:mod:`avflow.testing.live`) streams a composed fixture with exact ground truth as
-MPEG-TS over ``tcp://127.0.0.1:PORT?listen=1`` at real-time pace; ``avflow run`` reads it live as a
-subprocess, and the test follows ``live.jsonl`` as it grows, timing each line by its own clock.
+MPEG-TS over ``tcp://127.0.0.1:PORT?listen=1`` at real-time pace (and over UDP, RTMP, RTSP, and as
+HLS served over HTTP); ``avflow run`` reads it live as a subprocess, and the test follows
+``live.jsonl`` as it grows, timing each line by its own clock.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 LATENCY = 2.0
 #: how far below the offline graph's frame accuracy the live one may be on this fixture (the
-#: issue's 3 points): measured 0.991 live against 0.991 offline in each of 3 runs (bench/README.md)
+#: issue's 3 points): measured 0.991 live against 0.991 offline in each of 3 runs in session 6
+#: (x264's default GOP; bench/README.md), a fixture the live choices were made on
 ACCURACY_GAP = 0.03
 DURATION = 16.0
 #: two talkers in 3-5 s turns beside a still portrait, 640x360 (a short, light fixture)
