@@ -85,6 +85,11 @@ def read_torch_checkpoint(path: str | Path, what: str, *, mmap: bool = False):
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{p}: not found; expected the {what}")
+
+    def not_a_save(detail: str = "") -> ModelError:
+        return ModelError(f"{p} is not a PyTorch weights checkpoint: its contents are not a torch save file "
+                          f"(random or corrupt bytes, or another format{detail}); expected the {what}")
+
     try:
         try:
             return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
@@ -95,16 +100,13 @@ def read_torch_checkpoint(path: str | Path, what: str, *, mmap: bool = False):
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Unsupported global" in text or "GLOBAL" in text:
-            why = ("it holds Python objects besides tensors and plain containers, which are refused "
-                   "because loading them could run code")
-        else:
-            why = "its contents are not a torch save file (random or corrupt bytes, or another format)"
-        raise ModelError(f"{p} is not a PyTorch weights checkpoint: {why}; expected the {what}") from None
+            raise ModelError(f"{p} is not a PyTorch weights checkpoint: it holds Python objects besides tensors "
+                             f"and plain containers, which are refused because loading them could run code; "
+                             f"expected the {what}") from None
+        raise not_a_save() from None
     except (EOFError, IndexError, KeyError, TypeError, ValueError, OverflowError, AttributeError, struct.error) as exc:
         # the unpickler read bytes that are no pickle at all: as many ways to fail as byte values
-        raise ModelError(f"{p} is not a PyTorch weights checkpoint: its contents are not a torch save file "
-                         f"(random or corrupt bytes, or another format: {type(exc).__name__}); expected the "
-                         f"{what}") from None
+        raise not_a_save(f": {type(exc).__name__}") from None
     except (RuntimeError, OSError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{p} is not a readable PyTorch weights checkpoint ({type(exc).__name__}: {first}); "
