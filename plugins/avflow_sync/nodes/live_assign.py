@@ -345,12 +345,13 @@ class LiveVoiceAssigner(Node):
         tracks = sorted(self._seen)
         conf = np.zeros((len(voices), len(tracks)))
         weight = np.zeros(len(voices))
-        pooled = {}
+        pooled, read_at = {}, {}
         for i, v in enumerate(voices):
             for j, tid in enumerate(tracks):
                 p = self._pool.pooled(v, tid)
                 pooled[v, tid] = p
-                conf[i, j] = self._confidence(p) if p.frames >= c.min_frames else 0.0
+                value, read_at[v, tid] = self._confidence(p)
+                conf[i, j] = value if p.frames >= c.min_frames else 0.0
                 weight[i] = max(weight[i], p.frames)
         held = conf.copy()  # the current pairings get a head start of `stay`
         for i, v in enumerate(voices):
@@ -361,32 +362,37 @@ class LiveVoiceAssigner(Node):
         faces = {}
         for i, v in enumerate(voices):
             j = chosen[i]
-            best = pooled[v, tracks[j]] if j is not None else None
+            at = read_at[v, tracks[j]] if j is not None else None
             faces[v] = {"speaker": tracks[j] if j is not None else None,
                         "confidence": round(float(conf[i, j] if j is not None else (conf[i].max() if len(tracks) else 0.0)), 4),
-                        "offset": round(best.offset * self._frame_s, 3) if best else None,
+                        "offset": round(at * self._frame_s, 3) if at is not None else None,
                         "evidence": {tid: round(float(conf[i, k]), 4) for k, tid in enumerate(tracks)}}
         self._faces, self._dirty = faces, False
-        settled = [(pooled[v, f["speaker"]].frames, pooled[v, f["speaker"]].offset) for v, f in faces.items()
+        settled = [(pooled[v, f["speaker"]].frames, read_at[v, f["speaker"]]) for v, f in faces.items()
                    if f["speaker"] is not None and pooled[v, f["speaker"]].frames >= _SETTLED]
-        if settled:  # the stream's A/V offset, from its best-established pairing
+        if settled:  # the stream's A/V offset, from its best-established pairing (where it was read)
             self._av_offset = max(settled)[1] * self._frame_s
         return faces
 
-    def _confidence(self, p) -> float:
+    def _confidence(self, p) -> tuple[float, int | None]:
         """The pooled curve's peak near the stream's A/V offset (``near``) minus its median; past
         ``search_after`` seconds of evidence, the peak over every offset less ``offset_penalty``,
-        as ``sync.assign`` seeks it (a face whose audio is late by an offset of its own)."""
+        as ``sync.assign`` seeks it (a face whose audio is late by an offset of its own). Also the
+        offset (frames) the peak was read at, which the voice's summary reports (None: no curve)."""
         c = self.config
         near = c.near
+        if p.curve.size == 0:
+            return 0.0, None
         if near is None or p.curve.size < 3:
-            return p.confidence
+            return p.confidence, p.offset
         if c.search_after is not None and p.frames * self._frame_s >= c.search_after:
-            return p.confidence_at(None, c.offset_penalty * self._frame_s)
-        close = np.abs(p.offsets * self._frame_s - self._av_offset) <= near + 1e-9
-        if not close.any():
-            return 0.0
-        return float(np.max(p.curve[close]) - np.median(p.curve))
+            penalty = c.offset_penalty * self._frame_s
+            return p.confidence_at(None, penalty), p.offset_with(penalty)
+        close = np.flatnonzero(np.abs(p.offsets * self._frame_s - self._av_offset) <= near + 1e-9)
+        if close.size == 0:
+            return 0.0, None
+        k = close[int(np.argmax(p.curve[close]))]
+        return float(p.curve[k] - np.median(p.curve)), int(p.offsets[k])
 
     def _threshold(self) -> float:
         c = self.config

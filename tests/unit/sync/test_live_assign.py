@@ -27,17 +27,19 @@ def _frame(i: int) -> list[tuple[str, object]]:
             ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0"))]
 
 
-def _stream(seconds: float = 6.0, peak: int = 0):
+def _stream(seconds: float = 6.0, peak: int = 0, curve: np.ndarray | None = None):
     """Items in arrival order: a frame's tracks, speech and a voice label at once, its evidence 0.5 s
-    later; voice_0 speaks throughout and face_0's lips follow it (a clear peak at offset ``peak``)."""
+    later; voice_0 speaks throughout and face_0's lips follow it (a clear peak at offset ``peak``,
+    or face_0's evidence is ``curve`` over OFFSETS in every frame)."""
     n = int(seconds * FPS)
     items = []
+    own = np.where(OFFSETS == peak, 1.0, 0.0) if curve is None else np.asarray(curve, np.float64)
     for i in range(n):
         items += _frame(i)
         j = i - int(0.5 * FPS)
         if j >= 0:
             for k in range(2):
-                values = np.where(OFFSETS == peak, 1.0, 0.0) if k == 0 else np.zeros(len(OFFSETS))
+                values = own if k == 0 else np.zeros(len(OFFSETS))
                 items.append(("evidence", SyncEvidence(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j,
                                                        offsets=OFFSETS, values=values.astype(np.float32))))
     return n, items
@@ -75,6 +77,23 @@ def test_a_face_late_by_an_offset_of_its_own_is_found_once_the_evidence_suffices
     first = decided.index("face_0")  # decided 1 s after it was heard, with 3 s of evidence in by then
     assert 2 * FPS <= first <= 3 * FPS and set(decided[first:]) == {"face_0"}
     assert set(_decide(items, search_after=None)) == {None}  # near the stream's offset only: never
+
+
+def test_the_reported_offset_is_the_one_the_confidence_was_read_at():
+    # face_0's curve peaks at the stream's offset (0) and higher 5 frames out: with under
+    # search_after (3 s) of evidence the confidence is read near the stream's offset, and the
+    # voice's summary says so (it said 0.2 s, the curve's highest point, before); past it the
+    # penalised peak is read (1.2 - 5 frames x 0.006 > 1.0), and the summary says 0.2 s
+    curve = np.where(OFFSETS == 0, 1.0, 0.0) + np.where(OFFSETS == 5, 1.2, 0.0)
+    for seconds, offset in ((2.5, 0.0), (6.0, 0.2)):
+        _, items = _stream(seconds=seconds, curve=curve)
+        runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False)
+        runner.open()
+        for port, item in items:
+            runner.feed(port, item)
+        runner.finish()
+        voice = runner.outputs["voices"][-1].data["voices"][0]
+        assert voice["speaker"] == "face_0" and voice["offset"] == offset, (seconds, voice)
 
 
 def _early_stream(scores_of, seconds: float = 2.5):
