@@ -201,8 +201,10 @@ class MotionScorer(Node):
                 self._intervals.append(step)
                 del self._intervals[:-50]
         tracks = [(f.track_id, mouth_signals(f.landmarks)) for f in item.faces]
+        # the signals themselves live in _signals; the frame keeps which tracks it shows and
+        # which of them have landmarks there
         self._frames.append({"time": item.time, "pts": item.pts, "time_base": item.time_base,
-                             "index": item.frame_index, "tracks": tracks,
+                             "index": item.frame_index, "tracks": [(tid, sig is not None) for tid, sig in tracks],
                              "amp": None, "level": -math.inf, "peak": -math.inf})
         self._signals.append(tracks)
 
@@ -294,7 +296,7 @@ class MotionScorer(Node):
         if not self._want_scores:
             # Evidence alone needs only the lips of the frames within its window (or its audio
             # offsets) and nothing of a frame whose faces have no landmarks.
-            if all(sig is None for _, sig in frame["tracks"]):
+            if not any(has for _, has in frame["tracks"]):
                 return [], []
             side = max(ext["width"] // 2, ext["offset"])
             lo, hi = max(self._base, pos - side), min(self._audio_done, pos + side + 1)
@@ -347,10 +349,10 @@ class MotionScorer(Node):
                 best = (margin, score, at - lag)
         dt = self._dt()
         scores = []
-        for tid, sig in frame["tracks"]:
+        for tid, has in frame["tracks"]:
             k = col[tid]
             value, extra = None, {"speech": speech, "threshold": SPEAKER_THRESHOLD}
-            if sig is not None and best is not None and np.isfinite(best[1][k]):
+            if has and best is not None and np.isfinite(best[1][k]):
                 sync = float(best[1][k])
                 value = sync * speech
                 extra.update(sync=sync, lag=float(best[2][k]) * dt)
@@ -398,8 +400,8 @@ class MotionScorer(Node):
         valid = np.isfinite(a[:, 0])
         dt = self._dt()
         out = []
-        for j, (tid, sig) in enumerate(frame["tracks"]):
-            if sig is None or counts[j] < max(3, (hi - lo) // 2):
+        for j, (tid, has) in enumerate(frame["tracks"]):
+            if not has or counts[j] < max(3, (hi - lo) // 2):
                 continue
             out.append(SyncEvidence(pts=frame["pts"], time_base=frame["time_base"], track_id=tid,
                                     frame_index=frame["index"], offsets=offsets[valid].astype(np.int64),
