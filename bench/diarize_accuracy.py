@@ -4,7 +4,8 @@ Every case of :func:`avflow.testing.compose.diarization_suite` is composed (``--
 the set parameters were tuned on; ``test``: never tuned on; ``fresh``: only ever reported) and run through the real
 ``graphs/diarize.yaml``; frame accuracy (6-frame collar, faces mapped to tiles by position:
 ``avflow_sync.scoring``) and DER/JER (``avflow eval``'s ``evaluate``, 0.25 s collar) are
-printed per case, then the voice side's cost (``voice.*`` nodes' CPU seconds per minute of audio).
+printed per case, with where each change of speaker was placed (seconds from the truth's:
+``change_errors``), then the share placed within 0.1 s, then the voice side's cost (``voice.*`` nodes' CPU seconds per minute of audio).
 
     python bench/diarize_accuracy.py [--split test] [--cases swap,late] [--decisions voices,frame] [--set K=V]
 """
@@ -46,12 +47,13 @@ def run(split: str, cases: list[str], decisions: list[str], work: str | None = N
     import avflow
     from avflow.evaluation import evaluate
     from avflow.testing.compose import ComposedVideo, compose_speakers, diarization_suite
-    from avflow_sync.scoring import frame_accuracy
+    from avflow_sync.scoring import change_errors, frame_accuracy
 
     work = Path(work) if work else Path(tempfile.mkdtemp(prefix="avflow-acc-"))
     suite = diarization_suite(MEDIA, work, split)
     cases = cases or list(suite)
     rows, voice_cpu, audio_s = [], 0.0, 0.0
+    placed: dict[str, list[float]] = {d: [] for d in decisions}
     for case in cases:
         truth = work / f"{split}_{case}.json"
         if truth.exists():
@@ -71,6 +73,9 @@ def run(split: str, cases: list[str], decisions: list[str], work: str | None = N
             doc = r.outputs["diarization"].data
             acc = frame_accuracy(fx, doc)
             row[decision] = round(acc, 3)
+            errors = change_errors(fx, doc)
+            placed[decision] += errors
+            row[f"{decision}_changes"] = [round(e, 2) for e in errors]
             try:
                 ev = evaluate(work / f"{split}_{case}.rttm", out)
                 row[f"{decision}_der"] = round(ev["der"], 3)
@@ -86,6 +91,10 @@ def run(split: str, cases: list[str], decisions: list[str], work: str | None = N
     for decision in decisions:
         accs = [r[decision] for r in rows if r.get(decision) == r.get(decision)]
         print(f"{decision}: mean frame accuracy {sum(accs) / len(accs):.3f}, min {min(accs):.3f} over {len(accs)} cases")
+        if placed[decision]:
+            e = sorted(abs(x) for x in placed[decision])
+            print(f"{decision}: {len(e)} changes of speaker placed, {sum(x <= 0.1 for x in e) / len(e):.0%} within "
+                  f"0.1 s, median error {e[len(e) // 2]:.2f} s")
     if audio_s:
         print(f"voice side: {voice_cpu:.2f} CPU s for {audio_s:.0f} s of audio = {60 * voice_cpu / audio_s:.2f} CPU s "
               f"per minute ({100 * voice_cpu / audio_s:.1f} % of real time)")

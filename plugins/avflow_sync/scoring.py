@@ -55,3 +55,32 @@ def frame_accuracy(truth, predicted: dict | Sequence, collar: int = 6,
     if not keep.any():
         return float("nan")
     return float(np.mean(got[keep] == gt[keep]))
+
+
+def change_errors(truth, predicted: dict | Sequence, max_pause: float = 1.0,
+                  reach: float = 1.0) -> list[float]:
+    """Where each change of speaker was placed: for every change from one visible speaker to
+    another in the truth (``active``: a pause of up to ``max_pause`` seconds between them), the
+    predicted change between the same two faces nearest to it, within ``reach`` seconds, as
+    seconds from the truth's (positive: placed late; where the prediction has no such change,
+    nothing is listed). The start of the second speaker's speech is compared."""
+    pred = predicted_tiles(truth, predicted)
+    fps = float(truth.fps)
+
+    def changes(labels) -> list[tuple[int, int, int]]:  # (start frame of the new speaker, from, to)
+        out, last, last_at = [], None, -1
+        for i, a in enumerate(labels):
+            if a is None:
+                continue
+            if last is not None and a != last and (i - last_at - 1) <= max_pause * fps:
+                out.append((i, last, a))
+            last, last_at = a, i
+        return out
+
+    found = changes(pred)
+    errors = []
+    for at, a, b in changes(list(truth.active)):
+        near = [p - at for p, pa, pb in found if pa == a and pb == b and abs(p - at) <= reach * fps]
+        if near:
+            errors.append(min(near, key=abs) / fps)
+    return errors

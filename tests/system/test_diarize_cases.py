@@ -3,9 +3,9 @@
 ``avflow.testing.compose.diarization_suite(split="test")``: fixtures no parameter was tuned on
 (other pairings, a pitch-shifted voice, yongen.wav off screen, 30 fps, 640x360 so faces are
 ~90-160 px wide, audio 0.25 s and 0.4 s late). Each bar is the measured figure (bench/README.md,
-session 5) less a margin; ``late`` (0.969), ``three`` (0.958) and ``four`` (0.969) are just under
-the issue's 0.97: talking1 and talking2 sound alike to the voice encoder, so some of one
-person's speech is clustered with another's.
+sessions 5 and 8) less a margin; ``four`` (0.969) is just under the issue's 0.97: talking1 and
+talking2 sound alike to the voice encoder, so some of one person's speech is clustered with
+another's, and each of four voices has 2-4 s of speech, where the lips' evidence is weak.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from avflow_sync.scoring import frame_accuracy
 pytestmark = pytest.mark.slow
 
 #: case -> least frame accuracy asserted (6-frame collar); measured figures in bench/README.md
-BARS = {"swap": 0.97, "late": 0.94, "late2": 0.97, "three": 0.93, "four": 0.94, "offscreen": 0.97,
+BARS = {"swap": 0.97, "late": 0.97, "late2": 0.97, "three": 0.95, "four": 0.94, "offscreen": 0.97,
         "noface": 0.97, "silence": 0.97, "music": 0.97, "short": 0.97, "overlap": 0.95, "gap": 0.97}
 
 

@@ -7,9 +7,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from avflow import Node, Port, param
+from avflow import AudioChunk, Node, Port, param
 
 from .. import vad as _vad
+from ..boundaries import Cepstra, refine_changes
 from ..cluster import _centroids, cluster_voices, merge_small, segment_voices
 from ..payloads import SpeechActivity, VoiceEmbedding, VoiceTurns
 
@@ -43,6 +44,10 @@ class ClusterConfig:
                                            "long windows merged (null: never)", min=0.0, max=2.0)
     max_items: int = param(2000, "windows clustered directly; more are first summarised by k-means "
                                  "(memory stays bounded on long input)", min=10)
+    refine: float = param(0.4, "with the audio input: each change between two touching turns of different "
+                               "voices may move this far (s) to where the spectrum changes voice; 0: off",
+                          min=0.0, max=2.0)
+    refine_components: int = param(8, "with the audio input: Gaussians in each voice's spectral model", min=1)
 
 
 class VoiceClusterer(Node):
@@ -68,17 +73,29 @@ class VoiceClusterer(Node):
     groups more than ``fine_split`` apart is then split into one voice per group, and the short
     windows are labelled again against every voice (unless ``num_speakers`` is given).
 
+    With ``audio`` connected, each change between two touching turns of different voices is then
+    moved, within ``refine`` seconds, to where the audio's MFCCs stop fitting the first voice's
+    spectral model and start fitting the second's (:mod:`avflow_voice.boundaries`: a Gaussian
+    mixture per voice fitted on its own speech, a change-point search over 10 ms frames). On the
+    32 tuning fixtures of ``diarization_suite`` this put 66 % of the changes of speaker within
+    0.1 s of the truth (median error 0.04 s), the short windows alone 47 % (0.12 s;
+    ``bench/README.md``). The audio's MFCCs are kept until the end (19 float16 per 10 ms, ~14 MB
+    per hour).
+
     Ports:
       - in ``embeddings`` (VoiceEmbedding): from ``voice.embed``.
       - in ``speech`` (SpeechActivity): from ``voice.activity``.
       - in ``fine`` (VoiceEmbedding, optional): shorter windows, to place the changes of voice.
+      - in ``audio`` (AudioChunk, optional): the soundtrack, any rate and layout, to place the
+        changes of voice from the spectrum (``refine``).
       - out ``voices`` (VoiceTurns): once, at the end.
 
     .. code-block:: yaml
 
         voices:
           type: voice.cluster
-          inputs: {embeddings: embed.embeddings, speech: vad.speech, fine: embed_fine.embeddings}
+          inputs: {embeddings: embed.embeddings, speech: vad.speech, fine: embed_fine.embeddings,
+                   audio: decode.audio}
           params: {max_speakers: 8}
     """
 
@@ -87,7 +104,9 @@ class VoiceClusterer(Node):
     inputs = {"embeddings": Port(VoiceEmbedding, "voice embeddings of speech windows"),
               "speech": Port(SpeechActivity, "speech activity"),
               "fine": Port(VoiceEmbedding, "embeddings of shorter windows, to place the changes of voice",
-                           optional=True)}
+                           optional=True),
+              "audio": Port(AudioChunk, "the soundtrack, to place the changes of voice from the spectrum",
+                            optional=True)}
     outputs = {"voices": Port(VoiceTurns, "voice turns, once the audio has ended")}
     queue_size = 64
 
@@ -98,8 +117,15 @@ class VoiceClusterer(Node):
         self._speech_runs: list[list[float]] = []  # [start, end] of speech
         self._hop = _vad.HOP_S
         self._fine: list[tuple[np.ndarray, float, tuple[float, float]]] = []
+        self._cepstra: Cepstra | None = None
 
     def process(self, port, item, ctx):
+        if port == "audio":
+            if self.config.refine > 0:
+                if self._cepstra is None:
+                    self._cepstra = Cepstra()
+                self._cepstra.push(item)
+            return None
         if port == "fine":
             self._fine.append((np.asarray(item.vector, np.float32), item.time, (item.start, item.end)))
             return None
@@ -154,6 +180,11 @@ class VoiceClusterer(Node):
             else:
                 centroids = voices.centroids
         turns = self._turns(hops, hop_labels, hop_parts)
+        if self._cepstra is not None and len({t["voice"] for t in turns}) > 1:
+            self._cepstra.finish()
+            times, features = self._cepstra.frames()
+            turns = refine_changes(turns, times, features, search=c.refine, components=c.refine_components,
+                                   touching=2 * self._hop)
         ids = self._ids(turns)
         for t in turns:
             t["part"] = f"{ids[t['voice']]}.{t['part']}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avflow.testing.compose import ComposedVideo, Turn, _load_audio, compose_speakers, random_turns, speech_mask
-from avflow_sync.scoring import frame_accuracy
+from avflow_sync.scoring import change_errors, frame_accuracy
 
 SR = 16000
 
@@ -84,6 +84,15 @@ def test_frame_accuracy_of_a_diarization(composed):
     assert frame_accuracy(fx, doc) == 1.0
     doc["active"] = [None if a is None else f"face_{1 - a}" for a in fx.active]
     assert frame_accuracy(fx, doc) < 0.5
+
+
+def test_change_errors_say_where_each_change_of_speaker_was_placed(composed):
+    fx = composed  # 0, a pause, 1, a pause, 0: two changes of speaker (pauses of 0.72 and 1.0 s)
+    assert change_errors(fx, fx.active) == [0.0, 0.0]
+    late = [None] * 3 + list(fx.active[:-3])  # every change 3 frames (0.12 s) late
+    assert change_errors(fx, late) == pytest.approx([3 / fx.fps] * 2)
+    swapped = [None if a is None else 1 - a for a in fx.active]  # the faces' changes, not these
+    assert change_errors(fx, swapped) == []
 
 
 def test_audio_is_the_heard_clip_in_sync(composed):
