@@ -20,7 +20,7 @@ class ClusterConfig:
     num_speakers: int | None = param(None, "the number of voices, if known", min=1)
     min_speakers: int = param(1, "at least this many voices", min=1)
     max_speakers: int | None = param(None, "at most this many voices", min=1)
-    threshold: float = param(0.4, "cosine distance at which the voice hierarchy is cut (average linkage)",
+    threshold: float = param(0.35, "cosine distance at which the voice hierarchy is cut (average linkage)",
                              min=0.0, max=2.0)
     switch_cost: float = param(0.3, "cost of a change of voice between consecutive windows, in cosine "
                                     "similarity: a window must resemble another voice by this much more, "
