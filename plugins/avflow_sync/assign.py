@@ -121,7 +121,8 @@ class EvidencePool:
         return Pooled(curve, self._offsets[full], int(cnt.max()))
 
 
-def assign_faces(confidence: np.ndarray, threshold: float, weights: np.ndarray | None = None) -> list[int | None]:
+def assign_faces(confidence: np.ndarray, threshold: float, weights: np.ndarray | None = None,
+                 pair_weights: np.ndarray | None = None) -> list[int | None]:
     """One face per voice at most, and one voice per face: ``confidence`` ``(voices, faces)``;
     a voice takes "no visible face" (None) unless its face's confidence exceeds ``threshold``.
 
@@ -136,7 +137,8 @@ def assign_faces(confidence: np.ndarray, threshold: float, weights: np.ndarray |
         return []
     w = np.ones(n_v) if weights is None else np.maximum(np.asarray(weights, np.float64), 1e-6)
     cost = np.full((n_v, n_f + n_v), 1e6)
-    cost[:, :n_f] = -np.nan_to_num(confidence, nan=-1e3) * w[:, None]
+    pw = w[:, None] if pair_weights is None else np.maximum(np.asarray(pair_weights, np.float64), 1e-6)
+    cost[:, :n_f] = -np.nan_to_num(confidence, nan=-1e3) * pw
     cost[np.arange(n_v), n_f + np.arange(n_v)] = -threshold * w
     rows, cols = linear_sum_assignment(cost)
     out: list[int | None] = [None] * n_v

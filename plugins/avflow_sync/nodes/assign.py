@@ -28,10 +28,25 @@ class AssignConfig:
                                   "for its lips to split it from the voice (two similar voices merged)", min=0.0)
     split_margin: float = param(0.1, "how much more confident such a part must be of its face than of the "
                                       "voice's own", min=0.0)
+    lip_split: float | None = param(0.1, "two similar voices the audio merged: a voice given one face whose lips "
+                                          "another face's also follow, at that face's own offset, is cut in time "
+                                          "between the two by a Viterbi pass over their per-frame evidence, a "
+                                          "change costing this much (evidence x seconds; null: never)", min=0.0)
+    lip_candidate: float = param(0.04, "lip_split: the other face's confidence for the voice must exceed this "
+                                       "(a voice of two people has half a peak at each face)", min=0.0)
+    lip_min: float = param(4.0, "lip_split: seconds of speech the stretches cut off need in all (the lips' "
+                                "evidence is weak on a few seconds)", min=0.0)
+    lip_min_turn: float = param(1.0, "lip_split: shortest stretch (s) given to the other face", min=0.0)
     offset_penalty: float = param(0.15, "where a face's A/V offset is searched (not fixed by face_offset), the "
                                         "confidence at each offset is lowered by this much per second of offset: "
                                         "a voice of a few seconds peaks by chance anywhere in the +-0.6 s search, "
                                         "real offsets are mostly small", min=0.0)
+    penalty_full: float | None = param(4.0, "offset_penalty applies in full up to this many seconds of evidence and "
+                                            "falls in proportion beyond (a long voice's chance peaks are low; a late "
+                                            "face's real one, 0.3 s out, is not to be paid for as a short voice's "
+                                            "chance peak is; null: in full always)", min=0.1)
+    pair_weight: bool = param(True, "weigh each (voice, face) confidence by the frames that pair has (a face seen "
+                                     "for a second of a voice's speech does not outweigh one seen throughout)")
     merge_offset: int = param(1, "a voice without a face joins the voice of the face its lips follow when "
                                  "its A/V offset there is within this many frames of that voice's", min=0)
     face_offset: bool = param(True, "fix a face's A/V offset from the voice it is first given, then read every "
@@ -59,21 +74,27 @@ class VoiceAssigner(Node):
     face over the frames where the voice speaks and the face is visible (:mod:`avflow_sync.assign`):
     a synchrony curve over audio offsets whose peak minus median is the confidence, and whose
     peak is the face's A/V offset. Voices and faces are paired one to one
-    (``linear_sum_assignment``, each voice weighted by its frames of evidence, so that a few seconds
-    with a lucky peak do not take a face from a voice heard for minutes); a voice whose best face
-    is not above ``threshold`` has no visible face (an off-screen voice). A face given a voice with
+    (``linear_sum_assignment``, each pairing weighted by its frames of evidence, so that a few
+    seconds with a lucky peak do not take a face from a voice heard for minutes, nor a face seen
+    for a moment from one seen throughout: ``pair_weight``); a voice whose best face is not above
+    ``threshold`` has no visible face (an off-screen voice). A face given a voice with
     ``offset_min`` seconds of evidence keeps that voice's A/V offset (``face_offset``): the pairing
     is done again with every voice's confidence for that face read at it, not searched anew, so
     that a short voice cannot take a face through a chance peak elsewhere in the search; where a
     face's offset is still searched, each offset's confidence is lowered by ``offset_penalty`` per
-    second of offset (two short voices were swapped between their faces by peaks 0.4 s out). A voice
-    whose parts (``voice.cluster``'s finer groups of windows) point clearly at another face than
-    its own (at least ``split_min`` seconds of speech, ``split_margin`` more confident) is split
-    next: two similar voices the audio merged. Then a voice left without a face whose lips peak
-    at another voice's face, at that voice's A/V offset (within ``merge_offset`` frames), joins
-    it: one person the audio cut in two (an overlap). Every frame's speaker is then the face of
-    the voice heard in it, when that face is visible (null otherwise: silence, an off-screen
-    voice, or the face gone from view).
+    second of offset (two short voices were swapped between their faces by peaks 0.4 s out). Two
+    similar voices the audio merged are split next, two ways: a voice whose parts
+    (``voice.cluster``'s finer groups of windows) point clearly at another face than its own (at
+    least ``split_min`` seconds of speech, ``split_margin`` more confident) is split; and a voice
+    whose lips evidence also peaks at another face, at that face's own offset, is cut in time
+    between the two faces by their per-frame evidence (``lip_split``: a Viterbi pass, each change
+    costing ``lip_split``, no stretch shorter than ``lip_min_turn``), kept only where the voice's
+    own face does not follow the stretches cut off (below ``threshold``) and the other face does
+    (``split_margin`` more). Then a voice left without a face whose lips peak at another voice's
+    face, at that voice's A/V offset (within ``merge_offset`` frames), joins it: one person the
+    audio cut in two (an overlap). Every frame's speaker is then the face of the voice heard in
+    it, when that face is visible (null otherwise: silence, an off-screen voice, or the face gone
+    from view).
 
     Input with less than ``short_speech`` seconds of speech in all (a clip of a second or two)
     holds too little for voices to be told apart: there each frame of speech goes to the face
@@ -164,6 +185,12 @@ class VoiceAssigner(Node):
         if split:
             voice_ids = voice_ids + split
             pool, result = assign(voice_ids)
+        if c.lip_split is not None:
+            cut = self._lip_split(pool, result, turns, frames, times, voice_ids, tracks, threshold)
+            if cut:
+                voice_ids = voice_ids + cut
+                frame_turns = self._frame_turns(times, turns)
+                pool, result = assign(voice_ids)
         merged = self._merge(pool, result, turns, voice_ids, tracks, threshold)
         if merged:
             voice_ids = [vid for vid in voice_ids if vid not in merged]
@@ -233,18 +260,21 @@ class VoiceAssigner(Node):
     def _confidences(self, pool: EvidencePool, key, tracks) -> tuple[np.ndarray, list]:
         c = self.config
         pooled = [pool.pooled(key, tid) for tid in tracks]
-        penalty = self._penalty()
-        conf = [p.confidence_at(self._offset_of.get(tid), penalty) if p.frames >= c.min_frames else 0.0
+        conf = [p.confidence_at(self._offset_of.get(tid), self._penalty(p)) if p.frames >= c.min_frames else 0.0
                 for p, tid in zip(pooled, tracks)]
         return np.array(conf), pooled
 
-    def _penalty(self) -> float:
-        """``offset_penalty`` per frame of offset."""
-        return self.config.offset_penalty * self._frame_s()
+    def _penalty(self, pooled) -> float:
+        """``offset_penalty`` per frame of offset for the evidence of ``pooled`` (see ``penalty_full``)."""
+        c = self.config
+        frame_s = self._frame_s()
+        seconds = max(pooled.frames, 1) * frame_s
+        scale = 1.0 if c.penalty_full is None else min(1.0, c.penalty_full / seconds)
+        return c.offset_penalty * frame_s * scale
 
     def _offset(self, pooled, track: str) -> int:
         """The face's fixed A/V offset (frames), else the one searched with the offset penalty."""
-        return self._offset_of.get(track, pooled.offset_with(self._penalty()))
+        return self._offset_of.get(track, pooled.offset_with(self._penalty(pooled)))
 
     def _assign(self, pool: EvidencePool, voice_ids, tracks, threshold) -> dict:
         frame_s = self._frame_s()
@@ -253,8 +283,12 @@ class VoiceAssigner(Node):
         for i, vid in enumerate(voice_ids):
             conf[i], pooled[vid] = self._confidences(pool, vid, tracks)
         # each voice's say in the pairing: the frames of evidence it has (its speech while faces show)
-        weight = [max((p.frames for p in pooled[vid]), default=0) for vid in voice_ids]
-        chosen = assign_faces(conf, threshold, np.array(weight, np.float64))
+        weight = np.array([max((p.frames for p in pooled[vid]), default=0) for vid in voice_ids], np.float64)
+        if self.config.pair_weight and len(tracks):
+            pair = np.array([[p.frames for p in pooled[vid]] for vid in voice_ids], np.float64)
+            chosen = assign_faces(conf, threshold, weight, pair)
+        else:
+            chosen = assign_faces(conf, threshold, weight)
         out = {}
         for i, vid in enumerate(voice_ids):
             j = chosen[i]
@@ -332,6 +366,110 @@ class VoiceAssigner(Node):
                         t["voice"] = nid
                 new.append(nid)
         return new
+
+    def _lip_split(self, pool, result, turns, frames, times, voice_ids, tracks, threshold) -> list[str]:
+        """Two similar voices merged, told apart in time by the lips: a voice given face A whose
+        pooled evidence also peaks (above ``lip_candidate``) at another face B, at B's own offset,
+        is cut where B's lips follow it better than A's (both read at their own offsets; a Viterbi
+        pass over the two faces' per-frame evidence, ``lip_split`` per change, stretches of at
+        least ``lip_min_turn``). B's stretches become a voice of their own when they hold
+        ``split_min`` seconds, A does not follow them (pooled there, at most ``threshold``) and B
+        does, ``split_margin`` more; the rest, ``split_min`` seconds or more, stays A's. ``turns``
+        is edited in place (turns are cut where the voice changes); returns the new voices."""
+        c = self.config
+        frame_s = self._frame_s()
+        used = [int(v.split("_")[1]) for v in voice_ids if v.split("_")[-1].isdigit()]
+        next_id = max(used, default=-1) + 1
+        new: list[str] = []
+        for vid in list(voice_ids):
+            face = result["voices"][vid]["speaker"]
+            if face is None:
+                continue
+            # the other face: the most evidence (confidence x frames) at its own offset, read there
+            # without the offset penalty (half a peak, at an offset of its own, is what is sought)
+            best = (0.0, None, 0)
+            for tid in tracks:
+                p = pool.pooled(vid, tid)
+                if tid == face or p.frames < c.min_frames:
+                    continue
+                off = self._offset(p, tid)
+                conf = p.confidence_at(off)
+                if conf > c.lip_candidate and conf * p.frames > best[0]:
+                    best = (conf * p.frames, tid, off)
+            if best[1] is None:
+                continue
+            other = best[1]
+            offsets = {face: result["voices"][vid]["offset_frames"], other: best[2]}
+            frame_turns = self._frame_turns(times, turns)
+            rows = [k for k, ti in enumerate(frame_turns) if ti is not None and turns[ti]["voice"] == vid]
+            per_frame = []
+            for k in rows:
+                d = {tid: self._value_at(frames[k][0], tid, off) for tid, off in offsets.items()}
+                # where either face is out of view the lips cannot tell the two apart
+                per_frame.append(d if None not in d.values() else dict.fromkeys(d, 0.0))
+            # "nobody" (worth -1e3 a frame) never wins: the voice is heard in every one of these frames
+            labels = decide_sequence(per_frame, -1e3, method="viterbi", switch_cost=c.lip_split, pause_cost=c.lip_split,
+                                     delay=len(rows) + 1, frame_s=frame_s,
+                                     min_turn=max(1, round(c.lip_min_turn / frame_s)))
+            moved = [k for k, lab in zip(rows, labels) if lab == other]
+            if len(moved) * frame_s < c.lip_min or (len(rows) - len(moved)) * frame_s < c.split_min:
+                continue
+            # the test of the cut, over each side's frames pooled: where the other face took over,
+            # the voice's own face must not follow it (below threshold) and the other must, clearly
+            sides = EvidencePool()
+            moved_set = set(moved)
+            for k in rows:
+                for ev in self._evidence.get(frames[k][0], []):
+                    if ev.track_id in offsets:
+                        sides.add(k in moved_set, ev.track_id, ev.offsets, ev.values)
+            own_there = sides.pooled(True, face).confidence_at(offsets[face])
+            other_there = sides.pooled(True, other).confidence_at(offsets[other])
+            if own_there > threshold or other_there - own_there <= c.split_margin:
+                continue
+            nid = f"voice_{next_id}"
+            next_id += 1
+            self._cut_turns(turns, frames, frame_turns, moved_set, vid, nid)
+            new.append(nid)
+        return new
+
+    def _value_at(self, frame_index: int, track: str, offset: int) -> float | None:
+        """``track``'s evidence in frame ``frame_index`` at ``offset`` (None: none there)."""
+        for ev in self._evidence.get(frame_index, []):
+            if ev.track_id == track:
+                hit = np.flatnonzero(ev.offsets == offset)
+                return float(ev.values[hit[0]]) if hit.size else None
+        return None
+
+    @staticmethod
+    def _cut_turns(turns, frames, frame_turns, moved: set[int], vid: str, nid: str) -> None:
+        """Cut ``vid``'s turns where frames (rows of ``frames``) in ``moved`` begin or end; those
+        stretches become ``nid``'s."""
+        out = []
+        by_turn: dict[int, list[int]] = {}
+        for k, ti in enumerate(frame_turns):
+            if ti is not None and turns[ti]["voice"] == vid:
+                by_turn.setdefault(ti, []).append(k)
+        for ti, turn in enumerate(turns):
+            rows = by_turn.get(ti)
+            if not rows:
+                out.append(turn)
+                continue
+            pieces, start, label = [], turn["start"], rows[0] in moved
+            for k in rows[1:]:
+                if (k in moved) != label:
+                    at = float(frames[k][1] * frames[k][2])
+                    pieces.append((start, at, label))
+                    start, label = at, k in moved
+            pieces.append((start, turn["end"], label))
+            length = max(turn["end"] - turn["start"], 1e-9)
+            for a, b, is_new in pieces:
+                piece = dict(turn, start=a, end=b, voice=nid if is_new else vid)
+                if "speech" in turn:
+                    piece["speech"] = turn["speech"] * (b - a) / length
+                if is_new:
+                    piece.pop("part", None)  # the voice.cluster part it came from is the old voice's
+                out.append(piece)
+        turns[:] = out
 
     def _by_scores(self, frames, frame_voice) -> list[str | None]:
         """Per frame, the speaker as ``sync.speaker`` picks it from the scores smoothed over

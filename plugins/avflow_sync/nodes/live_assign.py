@@ -54,6 +54,10 @@ class LiveAssignConfig:
                                                 "speaker; null: half the scorer's recommended threshold "
                                                 "(sync.motion: 0.1; a mean over a voice's frames is steadier "
                                                 "than one over 9 frames)", min=0.0)
+    label_by: str = param("similarity", "a frame's voice: that of the window most similar to its voice among "
+                                        "those holding the frame (similarity: at a change of voice, the windows "
+                                        "holding both voices are the least similar) or of the one centred nearest "
+                                        "it (centre)", choices=("similarity", "centre"))
     forget: float = param(30.0, "a face track unseen for this many seconds leaves the pairing (bounded "
                                 "memory: tracks come and go on endless input)", min=1.0)
 
@@ -70,8 +74,11 @@ class LiveVoiceAssigner(Node):
     input reaches ``t + latency`` or, on live input, when the wall clock reaches the moment ``t``
     was heard plus ``latency - margin`` (that moment: the earliest arrival of the speech
     activity, less its media time), whichever comes first. Its voice is that of the window
-    (``voice.online``) centred nearest it among those holding it, where the activity detector
-    hears speech (or a pause shorter than ``min_pause`` inside one voice's speech); its speaker is
+    (``voice.online``) most similar to its voice among those holding it (``label_by``: the
+    windows across a change of voice hold both and are the least similar, so a change lands
+    where the windows of one voice meet, not 0.4-0.8 s late where the encoder turns), where the
+    activity detector hears speech (or a pause shorter than ``min_pause`` inside one voice's
+    speech); its speaker is
     that voice's face when visible. A frame's evidence is pooled only where every window holding
     it has one voice (not at a change of voice, where the windows hold both), and a pooled curve's
     peak counts only ``near`` the stream's A/V offset (that of the pairing with the most evidence,
@@ -316,10 +323,12 @@ class LiveVoiceAssigner(Node):
         return "silence"
 
     def _voice_of(self, t: float) -> str | None:
-        """The voice of the window centred nearest ``t`` among those holding it; speech no window
-        holds (a burst too short for one) takes the nearest window's within ``_BURST`` s, as
-        ``voice.cluster`` gives it the nearest window's."""
+        """The voice of the window most similar to its voice (``label_by``) or centred nearest
+        ``t`` among those holding it; speech no window holds (a burst too short for one) takes the
+        nearest window's within ``_BURST`` s, as ``voice.cluster`` gives it the nearest window's."""
         holding = [w for w in self._labels if w.start <= t < w.end]
+        if self.config.label_by == "similarity" and any(w.voice is not None for w in holding):
+            return max((w for w in holding if w.voice is not None), key=lambda w: w.similarity).voice
         near = holding or [w for w in self._labels if abs(w.time - t) < _BURST]
         return min(near, key=lambda w: abs(w.time - t)).voice if near else None
 

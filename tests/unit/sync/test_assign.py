@@ -178,3 +178,55 @@ def test_too_little_speech_for_voices_is_decided_per_frame_from_the_scores():
     assert active[35:] == [None] * 5
     assert [r.data["voice"] for r in out["active"]] == ["voice_0"] * 35 + [None] * 5
     assert "too little to tell voices apart" in out["voices"][0].data["warnings"][0]
+
+
+def _feed_voices(runner, turns, voices, n):
+    runner.feed("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=turns,
+                                     voices=[{"id": v} for v in voices], speech=[[0.0, n * 0.04]]))
+
+
+def test_a_face_seen_for_part_of_a_voice_counts_for_the_frames_it_was_seen():
+    """A voice of 10 s in sync with face_0 throughout (0.22 at offset 0); face_1, a still portrait
+    the detector found for 60 of its frames (a fragment, above min_frames), peaks at 0.25 there by
+    chance. Weighed by the frames each pairing has, face_0 keeps the voice; weighed as equals
+    (pair_weight false), the fragment's higher mean takes it."""
+    n = 250
+
+    def run(**params):
+        runner = NodeRunner(VoiceAssigner, **params)
+        for f in range(n):
+            shown = ["face_0", "face_1"] if 100 <= f < 160 else ["face_0"]
+            runner.feed("tracks", _tracked(f, shown))
+            runner.feed("evidence", _evidence(f, "face_0", curve(0, 0.22, 0.02, f)))
+            if "face_1" in shown:
+                runner.feed("evidence", _evidence(f, "face_1", curve(2, 0.25, 0.02, 500 + f)))
+        _feed_voices(runner, [_turn("voice_0", 0, n)], ["voice_0"], n)
+        return runner.finish()["voices"][0].data["voices"][0]["speaker"]
+
+    assert run() == "face_0"
+    assert run(pair_weight=False) == "face_1"
+
+
+def test_one_voice_for_two_people_is_cut_in_time_by_their_lips():
+    """Two people with similar voices the audio merged into voice_0: face_0 speaks frames 0-149 in
+    sync (offset 0), face_1 frames 150-299 with its sound 0.32 s late (offset +8); each one's lips
+    move out of sync with the other's speech (noise). Pooled over the whole voice, both faces have
+    a clear peak at their own offsets: the lips cut the voice where face_1 takes over."""
+    n, half = 300, 150
+
+    def run(**params):
+        runner = NodeRunner(VoiceAssigner, **params)
+        for f in range(n):
+            runner.feed("tracks", _tracked(f, ["face_0", "face_1"]))
+            first = f < half
+            runner.feed("evidence", _evidence(f, "face_0", curve(0, 0.4 if first else 0.0, 0.3, f)))
+            runner.feed("evidence", _evidence(f, "face_1", curve(8, 0.0 if first else 0.4, 0.3, 900 + f)))
+        _feed_voices(runner, [_turn("voice_0", 0, n)], ["voice_0"], n)
+        out = runner.finish()
+        return [r.data["active"] for r in out["active"]], out["voices"][0].data["voices"]
+
+    active, voices = run()
+    assert active[:half - 10] == ["face_0"] * (half - 10) and active[half + 10:] == ["face_1"] * (half - 10)
+    assert {v["speaker"]: v["offset"] for v in voices} == {"face_0": 0.0, "face_1": 0.32}
+    active, voices = run(lip_split=None)
+    assert len(voices) == 1 and len(set(active)) == 1

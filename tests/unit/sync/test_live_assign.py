@@ -134,3 +134,33 @@ def test_early_frames_go_to_nobody_when_no_face_follows_the_voice():
     items = _early_stream(lambda j: (0.05, 0.08))
     assert set(_decide(items)) == {None}
     assert set(_decide(items, early_threshold=0.06)) == {"face_1"}
+
+
+def test_a_change_of_voice_lands_where_the_windows_holding_one_voice_meet():
+    """voice_0 speaks until 2.0 s, voice_1 after; the 1 s windows across the change hold both
+    (similarity 0.5, against 0.9 for a window of one voice) and the encoder calls them voice_0
+    until they are centred 0.4 s past it. A frame takes the voice of its most similar window:
+    the change lands at 2.0 s; by the window centred nearest, 0.4 s late."""
+    n, change = 4 * FPS, 2 * FPS
+    items = []
+    for i in range(n):
+        t = i / FPS
+        for port, item in _frame(i):
+            if port == "labels":
+                mixed = abs(t - change / FPS) < 0.5
+                voice = "voice_0" if t < change / FPS + 0.4 else "voice_1"
+                item = VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice=voice,
+                                  similarity=0.5 if mixed else 0.9)
+            items.append((port, item))
+
+    def voices(**params):
+        runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False, **params)
+        runner.open()
+        for port, item in items:
+            runner.feed(port, item)
+        runner.finish()
+        heard = [r.data["voice"] for r in runner.outputs["active"]]
+        return heard.index("voice_1")
+
+    assert abs(voices() - change) <= 1  # frames 0.04 s apart: no window of one voice at 2.0 s itself
+    assert abs(voices(label_by="centre") - (change + int(0.4 * FPS))) <= 1
