@@ -60,6 +60,11 @@ def _tracked(frame: int, tracks: list[str]) -> TrackedFaces:
     return TrackedFaces(pts=frame, time_base=TB, frame_index=frame, width=300, height=100, faces=faces)
 
 
+def _feed_voices(runner, turns, voices, n):
+    runner.feed("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=turns,
+                                     voices=[{"id": v} for v in voices], speech=[[0.0, n * 0.04]]))
+
+
 def _turn(voice: str, a: int, b: int) -> dict:
     return {"voice": voice, "part": f"{voice}.0", "start": a * 0.04, "end": b * 0.04, "speech": (b - a) * 0.04}
 
@@ -143,18 +148,23 @@ def test_two_short_voices_are_not_swapped_by_chance_peaks_far_from_zero():
 def test_a_track_seen_for_a_few_frames_does_not_take_a_voice():
     """A voice of 3 s in sync with face_0 (0.3 at offset 0); face_1, a fragment of a track seen
     for 15 of its frames, peaks at 0.6 there by chance: below min_frames it is no candidate."""
-    runner = NodeRunner(VoiceAssigner)
-    n = 75
-    for f in range(n):
-        shown = ["face_0", "face_1"] if 30 <= f < 45 else ["face_0"]
-        runner.feed("tracks", _tracked(f, shown))
-        runner.feed("evidence", _evidence(f, "face_0", curve(0, 0.3, 0.02, f)))
-        if "face_1" in shown:
-            runner.feed("evidence", _evidence(f, "face_1", curve(3, 0.6, 0.02, 500 + f)))
-    runner.feed("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=[_turn("voice_0", 0, n)],
-                                     voices=[{"id": "voice_0"}], speech=[[0.0, n * 0.04]]))
-    voice = runner.finish()["voices"][0].data["voices"][0]
+    voice = _one_voice_and_a_fragment(75, (30, 45), 0.3, (3, 0.6))
     assert voice["speaker"] == "face_0" and voice["evidence"]["face_1"] == 0.0
+
+
+def _one_voice_and_a_fragment(n: int, seen: tuple[int, int], height: float, chance: tuple[int, float],
+                              **params) -> dict:
+    """voice_0 heard for ``n`` frames, in sync with face_0 (``height`` at offset 0); face_1 a track
+    fragment seen on frames ``seen``, peaking by chance at ``chance`` (offset, height). The voice."""
+    runner = NodeRunner(VoiceAssigner, **params)
+    for f in range(n):
+        shown = ["face_0", "face_1"] if seen[0] <= f < seen[1] else ["face_0"]
+        runner.feed("tracks", _tracked(f, shown))
+        runner.feed("evidence", _evidence(f, "face_0", curve(0, height, 0.02, f)))
+        if "face_1" in shown:
+            runner.feed("evidence", _evidence(f, "face_1", curve(chance[0], chance[1], 0.02, 500 + f)))
+    _feed_voices(runner, [_turn("voice_0", 0, n)], ["voice_0"], n)
+    return runner.finish()["voices"][0].data["voices"][0]
 
 
 def test_too_little_speech_for_voices_is_decided_per_frame_from_the_scores():
@@ -180,28 +190,13 @@ def test_too_little_speech_for_voices_is_decided_per_frame_from_the_scores():
     assert "too little to tell voices apart" in out["voices"][0].data["warnings"][0]
 
 
-def _feed_voices(runner, turns, voices, n):
-    runner.feed("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=turns,
-                                     voices=[{"id": v} for v in voices], speech=[[0.0, n * 0.04]]))
-
-
 def test_a_face_seen_for_part_of_a_voice_counts_for_the_frames_it_was_seen():
     """A voice of 10 s in sync with face_0 throughout (0.22 at offset 0); face_1, a still portrait
     the detector found for 60 of its frames (a fragment, above min_frames), peaks at 0.25 there by
     chance. Weighed by the frames each pairing has, face_0 keeps the voice; weighed as equals
     (pair_weight false), the fragment's higher mean takes it."""
-    n = 250
-
     def run(**params):
-        runner = NodeRunner(VoiceAssigner, **params)
-        for f in range(n):
-            shown = ["face_0", "face_1"] if 100 <= f < 160 else ["face_0"]
-            runner.feed("tracks", _tracked(f, shown))
-            runner.feed("evidence", _evidence(f, "face_0", curve(0, 0.22, 0.02, f)))
-            if "face_1" in shown:
-                runner.feed("evidence", _evidence(f, "face_1", curve(2, 0.25, 0.02, 500 + f)))
-        _feed_voices(runner, [_turn("voice_0", 0, n)], ["voice_0"], n)
-        return runner.finish()["voices"][0].data["voices"][0]["speaker"]
+        return _one_voice_and_a_fragment(250, (100, 160), 0.22, (2, 0.25), **params)["speaker"]
 
     assert run() == "face_0"
     assert run(pair_weight=False) == "face_1"
