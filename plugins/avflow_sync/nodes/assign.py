@@ -82,7 +82,9 @@ class VoiceAssigner(Node):
     is done again with every voice's confidence for that face read at it, not searched anew, so
     that a short voice cannot take a face through a chance peak elsewhere in the search; where a
     face's offset is still searched, each offset's confidence is lowered by ``offset_penalty`` per
-    second of offset (two short voices were swapped between their faces by peaks 0.4 s out). Two
+    second of offset (two short voices were swapped between their faces by peaks 0.4 s out), in
+    full up to ``penalty_full`` seconds of evidence and less beyond (a long voice's chance peaks
+    are low; two faces 0.3 s late lost their voices of 10 s to the penalty). Two
     similar voices the audio merged are split next, two ways: a voice whose parts
     (``voice.cluster``'s finer groups of windows) point clearly at another face than its own (at
     least ``split_min`` seconds of speech, ``split_margin`` more confident) is split; and a voice
@@ -373,7 +375,7 @@ class VoiceAssigner(Node):
         is cut where B's lips follow it better than A's (both read at their own offsets; a Viterbi
         pass over the two faces' per-frame evidence, ``lip_split`` per change, stretches of at
         least ``lip_min_turn``). B's stretches become a voice of their own when they hold
-        ``split_min`` seconds, A does not follow them (pooled there, at most ``threshold``) and B
+        ``lip_min`` seconds, A does not follow them (pooled there, at most ``threshold``) and B
         does, ``split_margin`` more; the rest, ``split_min`` seconds or more, stays A's. ``turns``
         is edited in place (turns are cut where the voice changes); returns the new voices."""
         c = self.config

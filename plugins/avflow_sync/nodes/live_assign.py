@@ -78,17 +78,16 @@ class LiveVoiceAssigner(Node):
     windows across a change of voice hold both and are the least similar, so a change lands
     where the windows of one voice meet, not 0.4-0.8 s late where the encoder turns), where the
     activity detector hears speech (or a pause shorter than ``min_pause`` inside one voice's
-    speech); its speaker is
-    that voice's face when visible. A frame's evidence is pooled only where every window holding
-    it has one voice (not at a change of voice, where the windows hold both), and a pooled curve's
-    peak counts only ``near`` the stream's A/V offset (that of the pairing with the most evidence,
-    once it has 100 frames; 0 before) until the pairing has ``search_after`` seconds of evidence:
-    on a few seconds a chance peak at another offset often beats the true one; past them the peak
-    is sought over every offset as ``sync.assign`` seeks it (``offset_penalty``), so that a face
-    whose audio is late by an offset of its own is found. A voice keeps its face unless another
-    beats it by ``stay``. Memory:
-    the pool is a sum per voice and face (tracks unseen for ``forget`` s are dropped), the frames
-    not yet decided, and a few seconds of speech and labels.
+    speech); its speaker is that voice's face when visible. A frame's evidence is pooled only
+    where every window holding it has one voice (not at a change of voice, where the windows hold
+    both), and a pooled curve's peak counts only ``near`` the stream's A/V offset (that of the
+    pairing with the most evidence, once it has 100 frames; 0 before) until the pairing has
+    ``search_after`` seconds of evidence: on a few seconds a chance peak at another offset often
+    beats the true one; past them the peak is sought over every offset as ``sync.assign`` seeks
+    it (``offset_penalty``), so that a face whose audio is late by an offset of its own is found.
+    A voice keeps its face unless another beats it by ``stay``. Memory: the pool is a sum per
+    voice and face (tracks unseen for ``forget`` s are dropped), the frames not yet decided, and
+    a few seconds of speech and labels.
 
     Ports:
       - in ``evidence`` (SyncEvidence): per track per frame, at every offset (``sync.motion``).
