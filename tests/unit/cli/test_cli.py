@@ -125,4 +125,5 @@ def test_ctrl_c_exits_130_closing_nodes_and_leaving_no_partial_file(tmp_path, me
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
-    assert not (tmp_path / "out").exists(), list((tmp_path / "out").iterdir())  # no partial file, no empty folder
+    # no partial file, no empty folder (what the run said is kept for the rare failure, not yet explained)
+    assert not (tmp_path / "out").exists(), (list((tmp_path / "out").iterdir()), err[-3000:])
