@@ -63,6 +63,17 @@ class Pooled:
             return 0.0
         return float(self.curve[hit[0]] - np.median(self.curve))
 
+    def peak_near(self, centre: float, reach: float) -> tuple[float, int | None]:
+        """The highest point of the curve within ``reach`` frames of offset ``centre`` minus the
+        median, and its offset (frames); ``(0.0, None)`` where the search holds no such offset."""
+        if self.frames == 0 or self.curve.size == 0:
+            return 0.0, None
+        close = np.flatnonzero(np.abs(self.offsets - centre) <= reach + 1e-6)
+        if close.size == 0:
+            return 0.0, None
+        k = close[int(np.argmax(self.curve[close]))]
+        return float(self.curve[k] - np.median(self.curve)), int(self.offsets[k])
+
     @property
     def offset(self) -> int:
         return self.offset_with(0.0)

@@ -396,11 +396,7 @@ class LiveVoiceAssigner(Node):
         if c.search_after is not None and p.frames * self._frame_s >= c.search_after:
             penalty = c.offset_penalty * self._frame_s
             return p.confidence_at(None, penalty), p.offset_with(penalty)
-        close = np.flatnonzero(np.abs(p.offsets * self._frame_s - self._av_offset) <= near + 1e-9)
-        if close.size == 0:
-            return 0.0, None
-        k = close[int(np.argmax(p.curve[close]))]
-        return float(p.curve[k] - np.median(p.curve)), int(p.offsets[k])
+        return p.peak_near(self._av_offset / self._frame_s, near / self._frame_s)
 
     def _threshold(self) -> float:
         c = self.config

@@ -37,6 +37,14 @@ def test_the_peak_is_sought_inside_the_search_not_at_its_ends():
     assert p.confidence_at(None) == p.confidence
 
 
+def test_the_peak_near_an_offset_is_read_within_its_reach():
+    c = curve(0, 0.2) + curve(6, 0.5)
+    p = Pooled(c, OFFSETS, frames=100)
+    assert p.peak_near(0.0, 3.0) == (pytest.approx(0.2), 0)  # the higher peak at 6 is out of reach
+    assert p.peak_near(5.0, 3.0) == (pytest.approx(0.5), 6)
+    assert p.peak_near(40.0, 3.0) == (0.0, None)  # no offset of the search there
+
+
 def test_pool_means_per_offset_and_weighted_assignment():
     pool = EvidencePool()
     for _ in range(4):
