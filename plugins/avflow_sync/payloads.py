@@ -73,3 +73,8 @@ class SyncEvidence(Payload):
     values: np.ndarray
     frame_s: float = 0.04
     scale: str = "motion"
+
+    def value_at(self, offset: int) -> float | None:
+        """The agreement at ``offset`` (frames); None where the search did not reach it."""
+        hit = np.flatnonzero(self.offsets == offset)
+        return float(self.values[hit[0]]) if hit.size else None

@@ -286,11 +286,9 @@ class VoiceAssigner(Node):
             conf[i], pooled[vid] = self._confidences(pool, vid, tracks)
         # each voice's say in the pairing: the frames of evidence it has (its speech while faces show)
         weight = np.array([max((p.frames for p in pooled[vid]), default=0) for vid in voice_ids], np.float64)
-        if self.config.pair_weight and len(tracks):
-            pair = np.array([[p.frames for p in pooled[vid]] for vid in voice_ids], np.float64)
-            chosen = assign_faces(conf, threshold, weight, pair)
-        else:
-            chosen = assign_faces(conf, threshold, weight)
+        pair = (np.array([[p.frames for p in pooled[vid]] for vid in voice_ids], np.float64)
+                if self.config.pair_weight else None)
+        chosen = assign_faces(conf, threshold, weight, pair)
         out = {}
         for i, vid in enumerate(voice_ids):
             j = chosen[i]
@@ -383,6 +381,7 @@ class VoiceAssigner(Node):
         used = [int(v.split("_")[1]) for v in voice_ids if v.split("_")[-1].isdigit()]
         next_id = max(used, default=-1) + 1
         new: list[str] = []
+        frame_turns = self._frame_turns(times, turns)  # again after each cut, which renumbers turns
         for vid in list(voice_ids):
             face = result["voices"][vid]["speaker"]
             if face is None:
@@ -402,7 +401,6 @@ class VoiceAssigner(Node):
                 continue
             other = best[1]
             offsets = {face: result["voices"][vid]["offset_frames"], other: best[2]}
-            frame_turns = self._frame_turns(times, turns)
             rows = [k for k, ti in enumerate(frame_turns) if ti is not None and turns[ti]["voice"] == vid]
             per_frame = []
             for k in rows:
@@ -431,6 +429,7 @@ class VoiceAssigner(Node):
             nid = f"voice_{next_id}"
             next_id += 1
             self._cut_turns(turns, frames, frame_turns, moved_set, vid, nid)
+            frame_turns = self._frame_turns(times, turns)
             new.append(nid)
         return new
 
@@ -438,8 +437,7 @@ class VoiceAssigner(Node):
         """``track``'s evidence in frame ``frame_index`` at ``offset`` (None: none there)."""
         for ev in self._evidence.get(frame_index, []):
             if ev.track_id == track:
-                hit = np.flatnonzero(ev.offsets == offset)
-                return float(ev.values[hit[0]]) if hit.size else None
+                return ev.value_at(offset)
         return None
 
     @staticmethod
@@ -511,13 +509,12 @@ class VoiceAssigner(Node):
             for ev in self._evidence.get(idx, []):
                 off = offsets.get(ev.track_id)
                 if off is None:
-                    k = int(np.argmin(np.abs(ev.offsets)))
+                    value = float(ev.values[int(np.argmin(np.abs(ev.offsets)))])
                 else:
-                    hit = np.flatnonzero(ev.offsets == off)
-                    if hit.size == 0:
+                    value = ev.value_at(off)
+                    if value is None:
                         continue
-                    k = int(hit[0])
-                series.setdefault(ev.track_id, []).append((idx, float(ev.values[k])))
+                series.setdefault(ev.track_id, []).append((idx, value))
         out: dict[tuple[str, int], float | None] = {}
         for tid, pts in series.items():
             vals = np.array([v for _, v in pts])

@@ -79,8 +79,8 @@ class VoiceClusterer(Node):
     mixture per voice fitted on its own speech, a change-point search over 10 ms frames). On the
     32 tuning fixtures of ``diarization_suite`` this put 66 % of the changes of speaker within
     0.1 s of the truth (median error 0.04 s), the short windows alone 47 % (0.12 s), both with
-    the voices cut at 0.4; 62 % at the default 0.35 (``bench/README.md``). The audio's MFCCs are kept until the end (19 float16 per 10 ms, ~14 MB
-    per hour).
+    the voices cut at 0.4; 62 % at the default 0.35 (``bench/README.md``). The audio's MFCCs are
+    kept until the end (19 float16 per 10 ms, ~14 MB per hour).
 
     Ports:
       - in ``embeddings`` (VoiceEmbedding): from ``voice.embed``.
