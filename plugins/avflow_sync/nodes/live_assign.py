@@ -54,6 +54,10 @@ class LiveAssignConfig:
                                                 "speaker; null: half the scorer's recommended threshold "
                                                 "(sync.motion: 0.1; a mean over a voice's frames is steadier "
                                                 "than one over 9 frames)", min=0.0)
+    early_span: float = param(1.0, "a voice's first this many seconds (media time from its first frame) go to any "
+                                   "face by the scores; later early frames only to a face no other voice holds "
+                                   "(one voice per face, as the pairing has it: an off-screen voice's lips are "
+                                   "the visible face's, out of sync, whose mean score passes by chance)", min=0.0)
     label_by: str = param("similarity", "a frame's voice: that of the window most similar to its voice among "
                                         "those holding the frame (similarity: at a change of voice, the windows "
                                         "holding both voices are the least similar) or of the one centred nearest "
@@ -97,7 +101,8 @@ class LiveVoiceAssigner(Node):
       - in ``scores`` (Score, optional): ``sync.motion``'s per-frame scores; until a voice has
         ``early`` seconds of evidence with a face, its frames go to the visible face whose scores,
         averaged over the voice's frames so far (those decided, and those ahead whose voice is
-        known), are highest and above ``early_threshold`` (else to the voice's pairing).
+        known), are highest and above ``early_threshold`` (else to the voice's pairing); past the
+        voice's first ``early_span`` seconds, only a face that the pairing gives to no other voice.
       - out ``active`` (Record): per frame, as ``sync.assign``'s (``frame_index``, ``time``, ``active``,
         ``voice``, ``scores``: each visible track's confidence for the voice), plus ``delay`` (wall
         seconds from the moment heard to the decision, null on input faster than real time),
@@ -148,6 +153,7 @@ class LiveVoiceAssigner(Node):
         self._score_threshold = 0.2
         self._voice_scores: dict[str, dict[str, list]] = {}  # voice -> track -> [sum, count] of decided frames' scores
         self._scored = False  # whether the scores input sends anything
+        self._first: dict[str, float] = {}  # voice -> media time of its first decided frame
 
     # -- input ------------------------------------------------------------------------------
     def process(self, port, item, ctx):
@@ -258,8 +264,11 @@ class LiveVoiceAssigner(Node):
         faces = self._assignment()
         pairing = faces.get(voice) if voice is not None else None
         face = pairing["speaker"] if pairing else None
+        if voice is not None:
+            self._first.setdefault(voice, t)
         if voice is not None and self._scored and self._early(voice):
-            face = self._by_voice_scores(voice, fr) or face
+            held = self._held(voice, faces) if t - self._first[voice] > self.config.early_span else set()
+            face = self._by_voice_scores(voice, fr, held) or face
         if voice is not None:
             self._add_scores(self._voice_scores.setdefault(voice, {}), fr)
         speaker = face if face in fr["tracks"] else None
@@ -286,7 +295,12 @@ class LiveVoiceAssigner(Node):
             acc[0] += value
             acc[1] += 1
 
-    def _by_voice_scores(self, voice: str, fr: dict) -> str | None:
+    @staticmethod
+    def _held(voice: str, faces: dict[str, dict]) -> set[str]:
+        """The faces the pairing gives to voices other than ``voice``."""
+        return {f["speaker"] for v, f in faces.items() if v != voice and f["speaker"] is not None}
+
+    def _by_voice_scores(self, voice: str, fr: dict, exclude: set[str] = frozenset()) -> str | None:
         """The visible track whose scores, averaged over the frames of ``voice`` so far (those
         decided, ``fr``, and those ahead whose voice is known already), are highest and above
         ``early_threshold`` (None: none is). A mean over the voice's frames, not over a few frames
@@ -302,6 +316,8 @@ class LiveVoiceAssigner(Node):
         threshold = c.early_threshold if c.early_threshold is not None else self._score_threshold / 2
         best = (threshold, None)
         for tid in fr["tracks"]:
+            if tid in exclude:
+                continue
             total, n = sums.get(tid, (0.0, 0))
             if n and total / n > best[0]:
                 best = (total / n, tid)

@@ -164,3 +164,40 @@ def test_a_change_of_voice_lands_where_the_windows_holding_one_voice_meet():
 
     assert abs(voices() - change) <= 1  # frames 0.04 s apart: no window of one voice at 2.0 s itself
     assert abs(voices(label_by="centre") - (change + int(0.4 * FPS))) <= 1
+
+
+def test_past_its_first_second_an_early_voice_does_not_take_a_face_another_voice_holds():
+    """voice_0 speaks 0-4 s and face_0's lips follow it; then voice_1, heard off screen, while
+    face_0's lips go on moving (its scores 0.35, chance agreement; no peak in its evidence). While
+    voice_1 is early (under 3 s of evidence) its first second goes by the scores, to face_0; past
+    ``early_span`` only a face the pairing gives to no other voice may take it: none here."""
+    n, change = int(6.5 * FPS), 4 * FPS
+    faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
+    peak = np.where(OFFSETS == 0, 1.0, 0.0).astype(np.float32)
+    flat = np.zeros(len(OFFSETS), np.float32)
+    items = []
+    for i in range(n):
+        t = i / FPS
+        voice = "voice_0" if i < change else "voice_1"
+        items += [("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)),
+                  ("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
+                                            hop=0.04, speech=np.ones(1, bool))),
+                  ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice=voice,
+                                        similarity=0.9 if abs(i - change) > FPS // 2 else 0.5))]
+        j = i - int(0.4 * FPS)
+        if j >= 0:
+            for k, value in enumerate((0.35, 0.0)):
+                items.append(("scores", Score(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j,
+                                              value=value, extra={"threshold": 0.2})))
+        j = i - int(0.5 * FPS)
+        if j >= 0:
+            for k in range(2):
+                values = peak if k == 0 and j < change else flat
+                items.append(("evidence", SyncEvidence(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j,
+                                                       offsets=OFFSETS, values=values)))
+    decided = _decide(items)
+    first = change + FPS // 2 + 2  # past the windows that hold both voices
+    assert set(decided[FPS: change - 2]) == {"face_0"}
+    assert set(decided[first: change + FPS]) == {"face_0"}  # the voice's first second, by the scores
+    assert set(decided[change + FPS + 2:]) == {None}
+    assert set(_decide(items, early_span=10.0)[first:]) == {"face_0"}  # the scores alone: face_0 throughout
