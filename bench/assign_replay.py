@@ -15,7 +15,8 @@ Families (``kind_seed``): ``sim`` talking1 beside talking2, one 0.2-0.4 s late, 
 ``simlong`` the same, 45 s; ``sib`` talking2 beside talking1 0.25-0.4 s late and a portrait, 45 s
 at 640x360 (the live test set's late fixture's kind, other seeds); ``sibr`` talking1 beside
 talking2 late; ``four`` / ``three`` talkers and a portrait; ``off`` one talker and a wav;
-``late`` two of talking1-3, one late; ``tune-CASE`` the tuning split's case; ``lu-CASE`` the live
+``late`` two of talking1-3, one late; ``loff``, ``ltwo``, ``lthree``, ``llate``
+bench/live_replay.py's 45 s families; ``tune-CASE`` the tuning split's case; ``lu-CASE`` the live
 tune set's (bench/live.py). Sizes and frame rates vary with the seed. None of these is in the
 held-out (``--split test``) or fresh sets of ``bench/diarize_accuracy.py``.
 """
@@ -77,6 +78,10 @@ def spec(name: str, work: Path) -> dict:
         a, b = r.sample([t1, t2, t3], 2)
         return dict(sources=[a, b, still], audio_delay=[r.uniform(0.2, 0.4), 0, 0], fps=fps, size=size,
                     turns=turns([0, 1], 14.0), seed=seed)
+    if kind in ("loff", "ltwo", "lthree", "llate"):  # bench/live_replay.py's 45 s families
+        import live_replay
+
+        return live_replay.spec(name)
     if kind.startswith("tune-"):
         return dict(diarization_suite(MEDIA, work, "tune")[kind[5:]])
     if kind.startswith("lu-"):

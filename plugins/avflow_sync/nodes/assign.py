@@ -49,6 +49,9 @@ class AssignConfig:
                                      "for a second of a voice's speech does not outweigh one seen throughout)")
     merge_offset: int = param(1, "a voice without a face joins the voice of the face its lips follow when "
                                  "its A/V offset there is within this many frames of that voice's", min=0)
+    merge_ratio: float = param(0.5, "and when its confidence there is at least this fraction of that voice's own "
+                                     "(one person's two voices follow the same lips about equally; a voice heard "
+                                     "off screen agrees with a face's moving lips by chance, less)", min=0.0)
     face_offset: bool = param(True, "fix a face's A/V offset from the voice it is first given, then read every "
                                     "voice's confidence for that face at it (false: searched per voice)")
     offset_min: float = param(3.0, "seconds of evidence the first voice needs for its offset to fix its face's",
@@ -93,8 +96,10 @@ class VoiceAssigner(Node):
     costing ``lip_split``, no stretch shorter than ``lip_min_turn``), kept only where the voice's
     own face does not follow the stretches cut off (below ``threshold``) and the other face does
     (``split_margin`` more). Then a voice left without a face whose lips peak at another voice's
-    face, at that voice's A/V offset (within ``merge_offset`` frames), joins it: one person the
-    audio cut in two (an overlap). Every frame's speaker is then the face of the voice heard in
+    face, at that voice's A/V offset (within ``merge_offset`` frames) and with at least
+    ``merge_ratio`` of that voice's confidence, joins it: one person the audio cut in two (an
+    overlap), whose two voices follow the same lips about equally; a voice heard off screen while
+    the face's lips move agrees with them by chance, far less. Every frame's speaker is then the face of the voice heard in
     it, when that face is visible (null otherwise: silence, an off-screen voice, or the face gone
     from view).
 
@@ -322,7 +327,9 @@ class VoiceAssigner(Node):
                 if face not in owner:
                     continue
                 offset = self._offset(pooled[int(j)], face)
-                if abs(offset - result["voices"][owner[face]]["offset_frames"]) <= c.merge_offset:
+                theirs = result["voices"][owner[face]]
+                if (abs(offset - theirs["offset_frames"]) <= c.merge_offset
+                        and conf[j] >= c.merge_ratio * theirs["confidence"]):
                     for t in turns:
                         if t["voice"] == vid:
                             t["voice"] = owner[face]

@@ -116,6 +116,35 @@ def test_a_fragment_of_a_voice_joins_it_at_its_face_offset_whatever_its_own_chan
     assert voices["voice_1"]["speaker"] is None and tail == [None] * 30
 
 
+def test_an_off_screen_voice_does_not_join_the_visible_voice_on_a_chance_agreement():
+    """voice_0 is face_0's, in sync (0.4 at offset 0); voice_1 is heard off screen while face_0's
+    lips go on moving, which agree with it by chance a little (0.12 at offset 0, above the 0.08
+    threshold, at voice_0's offset). One person's two voices would follow the lips about equally;
+    at under half of voice_0's confidence, voice_1 stays a voice of its own (merge_ratio)."""
+    n = 150
+    items = []
+    for f in range(2 * n):
+        items.append(("tracks", _tracked(f, ["face_0"])))
+        height = 0.4 if f < n else 0.12
+        items.append(("evidence", _evidence(f, "face_0", curve(0, height, 0.02, f))))
+    items.append(("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=[_turn("voice_0", 0, n),
+                                                                           _turn("voice_1", n, 2 * n)],
+                                       voices=[{"id": "voice_0"}, {"id": "voice_1"}], speech=[[0.0, 2 * n * 0.04]])))
+
+    def run(**params):
+        runner = NodeRunner(VoiceAssigner, **params)
+        for port, item in items:
+            runner.feed(port, item)
+        out = runner.finish()
+        return {v["id"]: v["speaker"] for v in out["voices"][0].data["voices"]}, \
+            [r.data["active"] for r in out["active"]][n:]
+
+    voices, tail = run()
+    assert voices == {"voice_0": "face_0", "voice_1": None} and set(tail) == {None}
+    voices, tail = run(merge_ratio=0.0)  # any agreement above the threshold at the offset merges
+    assert voices == {"voice_0": "face_0"} and set(tail) == {"face_0"}
+
+
 def test_a_searched_offset_pays_for_its_distance_from_zero():
     c = curve(0, 0.30) + curve(11, 0.33)  # the face's real peak, and a higher chance one at 0.44 s
     p = Pooled(c, OFFSETS, frames=50)
