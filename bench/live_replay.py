@@ -12,7 +12,7 @@ decides differs.
     python bench/live_replay.py replay --work DIR [KEY=VALUE ...] [NAME ...]
 
 Families (``kind_seed``, 45 s): ``loff`` one talker (talking1-3) and an off-screen voice (eng,
-sun or yongen.wav) and a portrait, either heard first; ``ltwo`` two talkers (one pitch-shifted)
+sun or yongen.wav) and a portrait, either heard first (by the seed); ``ltwo`` two talkers (one pitch-shifted)
 and a portrait; ``lthree`` three talkers and a portrait;
 ``llate`` two talkers, one 0.25-0.4 s late; ``lu-CASE_0`` bench/live.py's tune set. Sizes and frame
 rates vary with the seed. None is in bench/live.py's test set.
@@ -50,15 +50,15 @@ def spec(name: str) -> dict:
     common = dict(fps=fps, size=size, duration=45.0, keyint=25, seed=seed)
     if kind == "loff":
         wav = MEDIA / r.choice(["eng.wav", "sun.wav", "yongen.wav"])
-        order = [1, 0] if r.random() < 0.5 else [0, 1]  # random_turns starts with the first listed
+        order = [1, 0] if r.random() < 0.5 else [0, 1]  # which is heard first, with the seed's turns
         return dict(sources=[r.choice(talking), wav, still],
                     turns=random_turns(order, 45.0, gap_prob=0.2, seed=seed), **common)
     if kind == "ltwo":
         return dict(sources=r.sample(talking, 2) + [still], pitch=[0.0, r.choice([-2.0, 2.0, 3.0]), 0.0],
                     turns=random_turns([0, 1], 45.0, gap_prob=0.2, seed=seed), **common)
     if kind == "lthree":
-        return dict(sources=r.sample(talking, 3) + [still], turns=random_turns([0, 1, 2], 45.0, gap_prob=0.2, seed=seed),
-                    **common)
+        return dict(sources=r.sample(talking, 3) + [still],
+                    turns=random_turns([0, 1, 2], 45.0, gap_prob=0.2, seed=seed), **common)
     if kind == "llate":
         a, b = r.sample(talking, 2)
         return dict(sources=[a, b, still], audio_delay=[r.uniform(0.25, 0.4), 0.0, 0.0],

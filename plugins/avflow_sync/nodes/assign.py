@@ -99,9 +99,9 @@ class VoiceAssigner(Node):
     face, at that voice's A/V offset (within ``merge_offset`` frames) and with at least
     ``merge_ratio`` of that voice's confidence, joins it: one person the audio cut in two (an
     overlap), whose two voices follow the same lips about equally; a voice heard off screen while
-    the face's lips move agrees with them by chance, far less. Every frame's speaker is then the face of the voice heard in
-    it, when that face is visible (null otherwise: silence, an off-screen voice, or the face gone
-    from view).
+    the face's lips move agrees with them by chance, far less. Every frame's speaker is then the
+    face of the voice heard in it, when that face is visible (null otherwise: silence, an
+    off-screen voice, or the face gone from view).
 
     Input with less than ``short_speech`` seconds of speech in all (a clip of a second or two)
     holds too little for voices to be told apart: there each frame of speech goes to the face
