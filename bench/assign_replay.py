@@ -78,20 +78,12 @@ def spec(name: str, work: Path) -> dict:
         a, b = r.sample([t1, t2, t3], 2)
         return dict(sources=[a, b, still], audio_delay=[r.uniform(0.2, 0.4), 0, 0], fps=fps, size=size,
                     turns=turns([0, 1], 14.0), seed=seed)
-    if kind in ("loff", "ltwo", "lthree", "llate"):  # bench/live_replay.py's 45 s families
+    if kind.startswith("tune-"):
+        return dict(diarization_suite(MEDIA, work, "tune")[kind[5:]])
+    if kind in ("loff", "ltwo", "lthree", "llate") or kind.startswith("lu-"):  # 45 s, bench/live_replay.py's
         import live_replay
 
         return live_replay.spec(name)
-    if kind.startswith("tune-"):
-        return dict(diarization_suite(MEDIA, work, "tune")[kind[5:]])
-    if kind.startswith("lu-"):
-        import live
-
-        sp = live.LIVE_SETS["tune"][kind[3:]]
-        kw = {k: v for k, v in sp.items() if k not in ("sources", "speakers", "seed")}
-        return dict(sources=[MEDIA / s for s in sp["sources"]], turns=random_turns(sp["speakers"], 45.0, gap_prob=0.2,
-                                                                                  seed=sp["seed"]),
-                    duration=45.0, keyint=25, seed=sp["seed"], **kw)
     raise SystemExit(f"unknown fixture family {kind!r} in {name!r}")
 
 
