@@ -47,6 +47,12 @@ class AssignConfig:
                                             "chance peak is; null: in full always)", min=0.1)
     pair_weight: bool = param(True, "weigh each (voice, face) confidence by the frames that pair has (a face seen "
                                      "for a second of a voice's speech does not outweigh one seen throughout)")
+    min_pause: float | None = param(0.3, "pauses shorter than this (s) inside one voice's turn stay in the turn: "
+                                         "the speech activity's longer pauses are silence in every frame's "
+                                         "decision (voice.cluster builds its turns, and the evidence is pooled, "
+                                         "with its own bridging), shorter gaps between two stretches of one "
+                                         "voice are that voice's; null: voice.cluster's turns as they are",
+                                    min=0.0)
     merge_offset: int = param(1, "a voice without a face joins the voice of the face its lips follow when "
                                  "its A/V offset there is within this many frames of that voice's", min=0)
     merge_ratio: float = param(0.5, "and when its confidence there is at least this fraction of that voice's own "
@@ -101,7 +107,8 @@ class VoiceAssigner(Node):
     overlap), whose two voices follow the same lips about equally; a voice heard off screen while
     the face's lips move agrees with them by chance, far less. Every frame's speaker is then the
     face of the voice heard in it, when that face is visible (null otherwise: silence, an
-    off-screen voice, or the face gone from view).
+    off-screen voice, or the face gone from view); the speech activity's pauses of ``min_pause``
+    or longer are silence, inside a turn too (the turns, built for the voices, bridge more).
 
     Input with less than ``short_speech`` seconds of speech in all (a clip of a second or two)
     holds too little for voices to be told apart: there each frame of speech goes to the face
@@ -203,6 +210,8 @@ class VoiceAssigner(Node):
             voice_ids = [vid for vid in voice_ids if vid not in merged]
             pool, result = assign(voice_ids)
         frame_voice = [turns[i]["voice"] if i is not None else None for i in frame_turns]
+        if c.min_pause is not None:
+            frame_voice = self._pauses(times, frame_voice, speech, c.min_pause)
         face_of = {vid: info["speaker"] for vid, info in result["voices"].items()}
         offsets = {info["speaker"]: info["offset_frames"] for info in result["voices"].values() if info["speaker"]}
         curves = self._curves(frames, offsets)
@@ -240,6 +249,30 @@ class VoiceAssigner(Node):
             "voices": voices_out, "turns": turns, "overlaps": list(getattr(v, "overlaps", None) or []),
             "speech": [list(s) for s in speech], "threshold": threshold, "warnings": warnings})
         return {"active": records, "voices": summary}
+
+    @staticmethod
+    def _pauses(times: list[float], frame_voice: list[str | None], speech, min_pause: float) -> list[str | None]:
+        """Every frame's voice with the speech activity's pauses of ``min_pause`` or longer made
+        silence (inside a voice's turn too), and shorter gaps between two stretches of one voice
+        given to it."""
+        out = list(frame_voice)
+        runs = sorted((float(a), float(b)) for a, b in speech)
+        gaps = [(b0, a1) for (_, b0), (a1, _) in zip(runs, runs[1:]) if a1 - b0 >= min_pause]
+        starts = [g[0] for g in gaps]
+        for k, t in enumerate(times):
+            g = bisect_right(starts, t) - 1
+            if out[k] is not None and g >= 0 and t < gaps[g][1] - 1e-9:
+                out[k] = None
+        # bridge short silences between frames of one voice
+        last, last_k = None, -1
+        for k, v in enumerate(out):
+            if v is None:
+                continue
+            if v == last and 0 < times[k] - times[last_k] - (times[1] - times[0] if len(times) > 1 else 0) < min_pause:
+                for j in range(last_k + 1, k):
+                    out[j] = v
+            last, last_k = v, k
+        return out
 
     @staticmethod
     def _frame_turns(times: list[float], turns: list[dict]) -> list[int | None]:

@@ -32,8 +32,8 @@ class LiveAssignConfig:
     threshold: float | None = param(None, "confidence a face needs to be given a voice (as sync.assign's); "
                                           "null: the scorer's own (sync.motion 0.08, sync.syncnet 0.05)")
     min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
-    min_pause: float = param(0.5, "pauses shorter than this (s) between speech of one voice keep the voice",
-                             min=0.0)
+    min_pause: float = param(0.3, "pauses shorter than this (s) between speech of one voice keep the voice "
+                                  "(as sync.assign's)", min=0.0)
     stay: float = param(0.05, "a voice keeps its face unless another face's confidence beats it by this much "
                               "(early evidence is thin: no flicker between two faces)", min=0.0)
     near: float | None = param(0.12, "the sync peak of a voice and a face counts within this many seconds of "

@@ -145,6 +145,36 @@ def test_an_off_screen_voice_does_not_join_the_visible_voice_on_a_chance_agreeme
     assert voices == {"voice_0": "face_0"} and set(tail) == {"face_0"}
 
 
+def test_pauses_of_min_pause_or_longer_are_silence_inside_a_turn():
+    """One turn of voice_0 (frames 0-149, face_0 in sync) whose speech activity pauses for 0.4 s
+    (frames 50-59) and for 0.2 s (frames 100-104): with min_pause 0.3 the first pause is silence,
+    the second stays in the turn; with 0.5, as the turn had it, both stay; a gap of 0.2 s
+    between two turns of voice_0 is bridged at 0.3, not at 0.1."""
+    n = 150
+    items = []
+    for f in range(n):
+        items.append(("tracks", _tracked(f, ["face_0"])))
+        items.append(("evidence", _evidence(f, "face_0", curve(0, 0.4, 0.02, f))))
+    speech = [[0.0, 50 * 0.04], [60 * 0.04, 100 * 0.04], [105 * 0.04, n * 0.04]]
+
+    def run(turns, **params):
+        runner = NodeRunner(VoiceAssigner, **params)
+        for port, item in items:
+            runner.feed(port, item)
+        runner.feed("voices", VoiceTurns(pts=0, time_base=Fraction(1), turns=turns, voices=[{"id": "voice_0"}],
+                                         speech=speech))
+        return [r.data["active"] for r in runner.finish()["active"]]
+
+    one = [_turn("voice_0", 0, n)]
+    active = run(one)
+    assert set(active[:50]) == {"face_0"} and set(active[50:60]) == {None} and set(active[60:]) == {"face_0"}
+    assert set(run(one, min_pause=0.5)) == {"face_0"}
+    assert set(run(one, min_pause=None)) == {"face_0"}
+    two = [_turn("voice_0", 0, 100), _turn("voice_0", 105, n)]  # voice.cluster left the 0.2 s gap
+    assert set(run(two)[100:105]) == {"face_0"}
+    assert set(run(two, min_pause=0.1)[100:105]) == {None}
+
+
 def test_a_searched_offset_pays_for_its_distance_from_zero():
     c = curve(0, 0.30) + curve(11, 0.33)  # the face's real peak, and a higher chance one at 0.44 s
     p = Pooled(c, OFFSETS, frames=50)
