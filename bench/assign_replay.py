@@ -87,9 +87,29 @@ def spec(name: str, work: Path) -> dict:
     raise SystemExit(f"unknown fixture family {kind!r} in {name!r}")
 
 
+def fixture(work: Path, name: str, make):
+    """The fixture ``name`` in ``work``: its saved truth, or composed now from ``make()``'s
+    compose_speakers arguments (and saved)."""
+    from avflow.testing.compose import ComposedVideo, compose_speakers
+
+    truth = work / f"{name}.json"
+    if truth.exists():
+        return ComposedVideo.load(truth)
+    kw = make()
+    fx = compose_speakers(kw.pop("sources"), kw.pop("turns"), out=work / f"{name}.mp4", **kw)
+    fx.save(truth)
+    return fx
+
+
+def split_items(items: list[str]) -> tuple[list[str], dict]:
+    """Command-line items: fixture names, and KEY=VALUE params (values parsed by ``_value``)."""
+    names = [x for x in items if "=" not in x]
+    params = {k: _value(v) for k, v in (x.split("=", 1) for x in items if "=" in x)}
+    return names, params
+
+
 def record(work: Path, names: list[str]) -> None:
     import avflow
-    from avflow.testing.compose import ComposedVideo, compose_speakers
     from avflow_sync.nodes import assign
     from avflow_sync.scoring import frame_accuracy
 
@@ -104,13 +124,7 @@ def record(work: Path, names: list[str]) -> None:
     assign.VoiceAssigner.finish = finish
     work.mkdir(parents=True, exist_ok=True)
     for name in names:
-        truth = work / f"{name}.json"
-        if truth.exists():
-            fx = ComposedVideo.load(truth)
-        else:
-            kw = spec(name, work)
-            fx = compose_speakers(kw.pop("sources"), kw.pop("turns"), out=work / f"{name}.mp4", **kw)
-            fx.save(truth)
+        fx = fixture(work, name, lambda: spec(name, work))
         current["path"] = work / f"{name}.assign.pkl"
         out = work / f"out_{name}"
         r = avflow.run(REPO / "graphs" / "diarize.yaml", {"video": str(fx.path)}, output_dir=out, device="cpu")
@@ -173,11 +187,10 @@ def main() -> None:
     ap.add_argument("items", nargs="*", help="fixture names; replay also takes KEY=VALUE params of sync.assign")
     args = ap.parse_intermixed_args()
     work = Path(args.work)
-    names = [x for x in args.items if "=" not in x]
+    names, params = split_items(args.items)
     if args.mode == "record":
         record(work, names)
     else:
-        params = {k: _value(v) for k, v in (x.split("=", 1) for x in args.items if "=" in x)}
         replay(work, names, params, args.merge)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import MEDIA  # noqa: E402
-from assign_replay import _value  # noqa: E402
+from assign_replay import fixture, split_items  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STILLS = ("monalisa.png", "sit.jpeg", "yongen.jpeg", "video1.png", "musk.png")
@@ -76,7 +76,6 @@ def spec(name: str) -> dict:
 
 def record(work: Path, names: list[str]) -> None:
     import avflow
-    from avflow.testing.compose import ComposedVideo, compose_speakers
     from avflow_sync.nodes import live_assign
     from avflow_sync.scoring import frame_accuracy
 
@@ -95,17 +94,11 @@ def record(work: Path, names: list[str]) -> None:
     cls.process, cls.finish = process, finish
     work.mkdir(parents=True, exist_ok=True)
     for name in names:
-        truth = work / f"{name}.json"
-        if truth.exists():
-            fx = ComposedVideo.load(truth)
-        else:
-            kw = spec(name)
-            fx = compose_speakers(kw.pop("sources"), kw.pop("turns"), out=work / f"{name}.mp4", **kw)
-            fx.save(truth)
+        fx = fixture(work, name, lambda: spec(name))
         log.clear()
         out = work / f"out_{name}"
         avflow.run(REPO / "graphs" / "diarize_live.yaml", {"source": str(fx.path), "realtime": True},
-                       output_dir=out, device="cpu")
+                   output_dir=out, device="cpu")
         (work / f"{name}.live.pkl").write_bytes(pickle.dumps(log))
         doc = json.loads((out / "diarization.json").read_text())
         print(name, round(frame_accuracy(fx, doc), 3), flush=True)
@@ -156,11 +149,10 @@ def main() -> None:
     ap.add_argument("items", nargs="*", help="fixture names; replay also takes KEY=VALUE params of sync.live_assign")
     args = ap.parse_intermixed_args()
     work = Path(args.work)
-    names = [x for x in args.items if "=" not in x]
+    names, params = split_items(args.items)
     if args.mode == "record":
         record(work, names)
     else:
-        params = {k: _value(v) for k, v in (x.split("=", 1) for x in args.items if "=" in x)}
         replay(work, names, params)
 
 
