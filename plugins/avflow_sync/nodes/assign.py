@@ -263,13 +263,13 @@ class VoiceAssigner(Node):
             g = bisect_right(starts, t) - 1
             if out[k] is not None and g >= 0 and t < gaps[g][1] - 1e-9:
                 out[k] = None
-        # gaps shorter than min_pause between two stretches of one voice (not the pauses just cut)
-        step = times[1] - times[0] if len(times) > 1 else 0.0
+        # gaps shorter than min_pause between two stretches of one voice (not the pauses just cut);
+        # a gap runs from the frame after the last voiced one to this one (any frame rate)
         last, last_k = None, -1
         for k, v in enumerate(out):
             if v is None:
                 continue
-            gap = times[k] - times[last_k] - step if last_k >= 0 else 0.0
+            gap = times[k] - times[last_k + 1] if last_k >= 0 else 0.0
             if v == last and 1e-9 < gap < min_pause and all(frame_voice[j] is None for j in range(last_k + 1, k)):
                 for j in range(last_k + 1, k):
                     out[j] = v
