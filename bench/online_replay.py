@@ -78,7 +78,7 @@ def replay(work: Path, names: list[str], params: dict) -> float:
         logger = logging.getLogger("replay")
 
     live = yaml.safe_load((REPO / "graphs" / "diarize_live.yaml").read_text())
-    base = {k: v for k, v in live["nodes"]["voices"]["params"].items()}
+    base = dict(live["nodes"]["voices"]["params"])
     base["threshold"] = live["params"]["threshold"]["default"]
     base.update(params)
     names = names or sorted(p.name[: -len(".online.pkl")] for p in work.glob("*.online.pkl"))
