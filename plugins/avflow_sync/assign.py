@@ -65,13 +65,18 @@ class Pooled:
 
     def peak_near(self, centre: float, reach: float) -> tuple[float, int | None]:
         """The highest point of the curve within ``reach`` frames of offset ``centre`` minus the
-        median, and its offset (frames); ``(0.0, None)`` where the search holds no such offset."""
+        median, and its offset (frames); ``(0.0, None)`` where the search holds no such offset,
+        or where that point is the reach's edge with the curve still rising past it (the peak
+        lies farther out: a slope is not a peak near ``centre``)."""
         if self.frames == 0 or self.curve.size == 0:
             return 0.0, None
         close = np.flatnonzero(np.abs(self.offsets - centre) <= reach + 1e-6)
         if close.size == 0:
             return 0.0, None
-        k = close[int(np.argmax(self.curve[close]))]
+        k = int(close[int(np.argmax(self.curve[close]))])
+        outside = [j for j in (k - 1, k + 1) if 0 <= j < self.curve.size and j not in close]
+        if any(self.curve[j] > self.curve[k] for j in outside):
+            return 0.0, None
         return float(self.curve[k] - np.median(self.curve)), int(self.offsets[k])
 
     @property

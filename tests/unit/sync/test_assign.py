@@ -43,6 +43,9 @@ def test_the_peak_near_an_offset_is_read_within_its_reach():
     assert p.peak_near(0.0, 3.0) == (pytest.approx(0.2), 0)  # the higher peak at 6 is out of reach
     assert p.peak_near(5.0, 3.0) == (pytest.approx(0.5), 6)
     assert p.peak_near(40.0, 3.0) == (0.0, None)  # no offset of the search there
+    rising = curve(0, 0.1) + curve(3, 0.3) + curve(4, 0.6)  # its peak at 4, just out of reach of 0
+    assert Pooled(rising, OFFSETS, frames=100).peak_near(0.0, 3.0) == (0.0, None)  # a slope, not a peak near 0
+    assert Pooled(rising, OFFSETS, frames=100).peak_near(1.0, 3.0) == (pytest.approx(0.6), 4)
 
 
 def test_pool_means_per_offset_and_weighted_assignment():

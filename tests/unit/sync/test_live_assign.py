@@ -201,3 +201,38 @@ def test_past_its_first_second_an_early_voice_does_not_take_a_face_another_voice
     assert set(decided[first: change + FPS]) == {"face_0"}  # the voice's first second, by the scores
     assert set(decided[change + FPS + 2:]) == {None}
     assert set(_decide(items, early_span=10.0)[first:]) == {"face_0"}  # the scores alone: face_0 throughout
+
+
+def test_a_voice_heard_longer_does_not_keep_a_face_whose_lips_follow_another_voice_better():
+    """voice_0 speaks 0-6 s, face_0's evidence with it a chance peak of 0.4; then voice_1 2 s,
+    face_0's lips following it (a peak of 1.0). Weighed by all of its evidence (150 frames
+    against 50) voice_0 would keep the face; counted up to ``weigh_until`` (1 s) each, the face
+    goes to the voice its lips follow, and voice_0 is off screen."""
+    n, change = 8 * FPS, 6 * FPS
+    faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
+    items = []
+    for i in range(n):
+        t = i / FPS
+        voice = "voice_0" if i < change else "voice_1"
+        items += [("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)),
+                  ("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
+                                            hop=0.04, speech=np.ones(1, bool))),
+                  ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice=voice))]
+        j = i - int(0.5 * FPS)
+        if j >= 0:
+            height = 0.4 if j < change else 1.0
+            for k in range(2):
+                values = np.where(OFFSETS == 0, height if k == 0 else 0.0, 0.0).astype(np.float32)
+                items.append(("evidence", SyncEvidence(pts=j, time_base=TB, track_id=f"face_{k}", frame_index=j,
+                                                       offsets=OFFSETS, values=values)))
+
+    def speakers(**params):
+        runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False, **params)
+        runner.open()
+        for port, item in items:
+            runner.feed(port, item)
+        runner.finish()
+        return {v["id"]: v["speaker"] for v in runner.outputs["voices"][-1].data["voices"]}
+
+    assert speakers() == {"voice_0": None, "voice_1": "face_0"}
+    assert speakers(weigh_until=None) == {"voice_0": "face_0", "voice_1": None}  # all frames weighed
