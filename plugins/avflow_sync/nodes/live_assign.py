@@ -18,7 +18,6 @@ from .assign import THRESHOLDS
 _HISTORY = 4.0  # seconds of speech runs and voice labels kept behind the oldest undecided frame
 _BURST = 1.5  # seconds from a window that a short burst of speech may be to take its voice
 _SETTLED = 100  # frames of evidence after which a pairing's offset is the stream's
-_WINDOW_REACH = 0.6  # seconds past t that a window holding t may be centred (voice.embed's 1 s windows)
 
 
 @dataclass(frozen=True)
@@ -143,6 +142,7 @@ class LiveVoiceAssigner(Node):
         self._speech_until = -np.inf  # media time up to which speech activity is known
         self._labels_until = -np.inf  # centre of the latest voice label
         self._labels: deque = deque()
+        self._reach = 0.0  # seconds past t that a window holding t may be centred (the longest half-window seen)
         self._pool = EvidencePool()
         self._scale: str | None = None
         self._frame_s = 0.04
@@ -179,6 +179,7 @@ class LiveVoiceAssigner(Node):
                 self._score_threshold = float(item.extra["threshold"])
         elif port == "labels":
             self._labels.append(item)
+            self._reach = max(self._reach, item.end - item.time + 0.1)  # a window holding t may be centred this far past it
             self._clock = max(self._clock, item.end)
             self._labels_until = max(self._labels_until, item.time)
         else:
@@ -222,7 +223,7 @@ class LiveVoiceAssigner(Node):
     def _known(self, t: float) -> bool:
         """Whether the voice at ``t`` is known already: the speech and every window that may hold
         ``t`` are in."""
-        return self._speech_until >= t + self.config.min_pause and self._labels_until >= t + _WINDOW_REACH
+        return self._speech_until >= t + self.config.min_pause and self._labels_until >= t + self._reach
 
     def _pure_voice(self, t: float) -> str | None:
         """The voice at ``t`` if every window holding ``t`` has it: only such frames are pooled, so
