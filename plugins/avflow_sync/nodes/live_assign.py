@@ -33,11 +33,11 @@ class LiveAssignConfig:
     min_frames: int = param(12, "frames of evidence a face needs with a voice to be a candidate", min=1)
     min_pause: float = param(0.3, "pauses shorter than this (s) between speech of one voice keep the voice "
                                   "(as sync.assign's)", min=0.0)
-    weigh_until: float | None = param(1.0, "in the pairing a voice's choice counts by its seconds of evidence up to this "
-                                           "many, then all alike (live, every voice is young: the voice heard longer "
-                                           "so far, often an off-screen one, would take a face on a chance peak from "
-                                           "the voice whose lips follow; sync.assign weighs all of it); null: no cap",
-                                     min=0.0)
+    weigh_until: float | None = param(1.0, "in the pairing a voice's choice counts by its seconds of evidence up "
+                                           "to this many, then all alike (live, every voice is young: the voice "
+                                           "heard longer so far, often an off-screen one, would take a face on a "
+                                           "chance peak from the voice whose lips follow; sync.assign weighs all "
+                                           "of it); null: no cap", min=0.0)
     stay: float = param(0.05, "a voice keeps its face unless another face's confidence beats it by this much "
                               "(early evidence is thin: no flicker between two faces)", min=0.0)
     near: float | None = param(0.12, "the sync peak of a voice and a face counts within this many seconds of "
@@ -76,9 +76,9 @@ class LiveVoiceAssigner(Node):
     The live counterpart of ``sync.assign``, on the same evidence (``SyncEvidence``) and the same
     pairing (:mod:`avflow_sync.assign`: evidence pooled per voice and face, confidence = peak minus
     median over audio offsets, voices and faces paired one to one by ``linear_sum_assignment``,
-    each voice weighted by its frames of evidence, here only up to ``weigh_until`` seconds), but updated as evidence comes in: the voices
-    are ``voice.online``'s labels, the pool grows frame by frame, and each frame is decided once,
-    when it falls due, with what is known then. A frame at media time ``t`` falls due when the
+    each voice weighted by its frames of evidence, here only up to ``weigh_until`` seconds), but
+    updated as evidence comes in: the voices are ``voice.online``'s labels, the pool grows frame
+    by frame, and each frame is decided once, when it falls due, with what is known then. A frame at media time ``t`` falls due when the
     input reaches ``t + latency`` or, on live input, when the wall clock reaches the moment ``t``
     was heard plus ``latency - margin`` (that moment: the earliest arrival of the speech
     activity, less its media time), whichever comes first. Its voice is that of the window
@@ -179,7 +179,7 @@ class LiveVoiceAssigner(Node):
                 self._score_threshold = float(item.extra["threshold"])
         elif port == "labels":
             self._labels.append(item)
-            self._reach = max(self._reach, item.end - item.time + 0.1)  # a window holding t may be centred this far past it
+            self._reach = max(self._reach, item.end - item.time + 0.1)  # half the longest window, and a frame
             self._clock = max(self._clock, item.end)
             self._labels_until = max(self._labels_until, item.time)
         else:
