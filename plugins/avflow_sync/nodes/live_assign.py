@@ -78,10 +78,11 @@ class LiveVoiceAssigner(Node):
     median over audio offsets, voices and faces paired one to one by ``linear_sum_assignment``,
     each voice weighted by its frames of evidence, here only up to ``weigh_until`` seconds), but
     updated as evidence comes in: the voices are ``voice.online``'s labels, the pool grows frame
-    by frame, and each frame is decided once, when it falls due, with what is known then. A frame at media time ``t`` falls due when the
-    input reaches ``t + latency`` or, on live input, when the wall clock reaches the moment ``t``
-    was heard plus ``latency - margin`` (that moment: the earliest arrival of the speech
-    activity, less its media time), whichever comes first. Its voice is that of the window
+    by frame, and each frame is decided once, when it falls due, with what is known then. A
+    frame at media time ``t`` falls due when the input reaches ``t + latency`` or, on live
+    input, when the wall clock reaches the moment ``t`` was heard plus ``latency - margin``
+    (that moment: the earliest arrival of the speech activity, less its media time), whichever
+    comes first. Its voice is that of the window
     (``voice.online``) most similar to its voice among those holding it (``label_by``: the
     windows across a change of voice hold both and are the least similar, so a change lands
     where the windows of one voice meet, not 0.4-0.8 s late where the encoder turns), where the
@@ -179,7 +180,7 @@ class LiveVoiceAssigner(Node):
                 self._score_threshold = float(item.extra["threshold"])
         elif port == "labels":
             self._labels.append(item)
-            self._reach = max(self._reach, item.end - item.time + 0.1)  # half the longest window, and a frame
+            self._reach = max(self._reach, item.end - item.time + 0.1)  # the longest half-window, 0.1 s to spare
             self._clock = max(self._clock, item.end)
             self._labels_until = max(self._labels_until, item.time)
         else:

@@ -17,14 +17,15 @@ TB = Fraction(1, FPS)
 OFFSETS = np.arange(-6, 7)
 
 
-def _frame(i: int) -> list[tuple[str, object]]:
-    """Frame i as it arrives: two faces' tracks, 0.04 s of speech, a window of voice_0 centred on it."""
+def _frame(i: int, voice: str = "voice_0", **label) -> list[tuple[str, object]]:
+    """Frame i as it arrives: two faces' tracks, 0.04 s of speech, a window of ``voice`` centred
+    on it (``label``: more VoiceLabel fields, its similarity)."""
     t = i / FPS
     faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
     return [("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)),
             ("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
                                       hop=0.04, speech=np.ones(1, bool))),
-            ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice="voice_0"))]
+            ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice=voice, **label))]
 
 
 def _stream(seconds: float = 6.0, peak: int = 0, curve: np.ndarray | None = None):
@@ -87,12 +88,7 @@ def test_the_reported_offset_is_the_one_the_confidence_was_read_at():
     curve = np.where(OFFSETS == 0, 1.0, 0.0) + np.where(OFFSETS == 5, 1.2, 0.0)
     for seconds, offset in ((2.5, 0.0), (6.0, 0.2)):
         _, items = _stream(seconds=seconds, curve=curve)
-        runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False)
-        runner.open()
-        for port, item in items:
-            runner.feed(port, item)
-        runner.finish()
-        voice = runner.outputs["voices"][-1].data["voices"][0]
+        voice = _run(items).outputs["voices"][-1].data["voices"][0]
         assert voice["speaker"] == "face_0" and voice["offset"] == offset, (seconds, voice)
 
 
@@ -111,13 +107,18 @@ def _early_stream(scores_of, seconds: float = 2.5):
     return items
 
 
-def _decide(items, **params):
+def _run(items, **params) -> NodeRunner:
+    """The node fed ``items`` in order and finished, with a 1 s latency by media time."""
     runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False, **params)
     runner.open()
     for port, item in items:
         runner.feed(port, item)
     runner.finish()
-    return [r.data["active"] for r in runner.outputs["active"]]
+    return runner
+
+
+def _decide(items, **params):
+    return [r.data["active"] for r in _run(items, **params).outputs["active"]]
 
 
 def test_a_new_voice_goes_to_the_face_whose_scores_over_its_frames_are_highest():
@@ -172,18 +173,12 @@ def test_past_its_first_second_an_early_voice_does_not_take_a_face_another_voice
     voice_1 is early (under 3 s of evidence) its first second goes by the scores, to face_0; past
     ``early_span`` only a face the pairing gives to no other voice may take it: none here."""
     n, change = int(6.5 * FPS), 4 * FPS
-    faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
     peak = np.where(OFFSETS == 0, 1.0, 0.0).astype(np.float32)
     flat = np.zeros(len(OFFSETS), np.float32)
     items = []
     for i in range(n):
-        t = i / FPS
-        voice = "voice_0" if i < change else "voice_1"
-        items += [("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)),
-                  ("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
-                                            hop=0.04, speech=np.ones(1, bool))),
-                  ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice=voice,
-                                        similarity=0.9 if abs(i - change) > FPS // 2 else 0.5))]
+        items += _frame(i, "voice_0" if i < change else "voice_1",
+                        similarity=0.9 if abs(i - change) > FPS // 2 else 0.5)
         j = i - int(0.4 * FPS)
         if j >= 0:
             for k, value in enumerate((0.35, 0.0)):
@@ -209,15 +204,9 @@ def test_a_voice_heard_longer_does_not_keep_a_face_whose_lips_follow_another_voi
     against 50) voice_0 would keep the face; counted up to ``weigh_until`` (1 s) each, the face
     goes to the voice its lips follow, and voice_0 is off screen."""
     n, change = 8 * FPS, 6 * FPS
-    faces = [FaceTrack(f"face_{k}", Box(100.0 * k, 0, 50, 50)) for k in range(2)]
     items = []
     for i in range(n):
-        t = i / FPS
-        voice = "voice_0" if i < change else "voice_1"
-        items += [("tracks", TrackedFaces(pts=i, time_base=TB, frame_index=i, width=320, height=240, faces=faces)),
-                  ("speech", SpeechActivity(pts=i * 640, time_base=Fraction(1, 16000), probs=np.ones(1, np.float32),
-                                            hop=0.04, speech=np.ones(1, bool))),
-                  ("labels", VoiceLabel(pts=i, time_base=TB, start=t - 0.5, end=t + 0.5, voice=voice))]
+        items += _frame(i, "voice_0" if i < change else "voice_1")
         j = i - int(0.5 * FPS)
         if j >= 0:
             height = 0.4 if j < change else 1.0
@@ -227,12 +216,7 @@ def test_a_voice_heard_longer_does_not_keep_a_face_whose_lips_follow_another_voi
                                                        offsets=OFFSETS, values=values)))
 
     def speakers(**params):
-        runner = NodeRunner(LiveVoiceAssigner, latency=1.0, wall_clock=False, **params)
-        runner.open()
-        for port, item in items:
-            runner.feed(port, item)
-        runner.finish()
-        return {v["id"]: v["speaker"] for v in runner.outputs["voices"][-1].data["voices"]}
+        return {v["id"]: v["speaker"] for v in _run(items, **params).outputs["voices"][-1].data["voices"]}
 
     assert speakers() == {"voice_0": None, "voice_1": "face_0"}
     assert speakers(weigh_until=None) == {"voice_0": "face_0", "voice_1": None}  # all frames weighed
